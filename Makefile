@@ -1,0 +1,49 @@
+# Thin wrapper around CMake (Neovim-style). See README.md.
+BUILD ?= build
+PREFIX ?= /usr/local
+CMAKE_FLAGS ?=
+DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev \
+               libuv1-dev lua-busted
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps test test-asan demo install bench clean
+
+all: $(BUILD)/procrun
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+$(BUILD)/procrun: $(BUILD)/Makefile FORCE
+	cmake --build $(BUILD) -j2
+
+FORCE:
+
+# Installs only the Debian packages that are missing.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: deps all
+	spec/run $(BUILD)/procrun
+	spec/run lua5.4
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B build-asan -DPM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-asan -j2
+	PM_BUILD_DIR=build-asan spec/run build-asan/procrun
+
+demo: deps all
+	$(BUILD)/procrun scripts/examples/parallel.lua
+
+install: all
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-asan

@@ -1,0 +1,316 @@
+/*
+** The per-lua_State context: one libuv loop, the main thread that every
+** callback runs on, the slot where a callback's error waits to be
+** re-raised by whatever drove the loop, and the loop's teardown.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "pm_internal.h"
+
+static const char CTX_KEY[] = "procmon.ctx";
+static const char ERROR_KEY[] = "procmon.error";
+static const char LAST_ERROR_KEY[] = "procmon.lasterror";
+
+static int ctx_gc(lua_State *L) {
+  pm_ctx_t *ctx = (pm_ctx_t *)lua_touserdata(L, 1);
+  pm_ctx_teardown(ctx);
+  return 0;
+}
+
+static pm_ctx_t *ctx_create(lua_State *L, uv_loop_t *loop) {
+  pm_ctx_t *ctx = (pm_ctx_t *)lua_newuserdatauv(L, sizeof(pm_ctx_t), 0);
+  memset(ctx, 0, sizeof *ctx);
+  if (loop) {
+    ctx->loop = loop;
+  } else {
+    if (uv_loop_init(&ctx->own_loop) != 0) luaL_error(L, "procmon: cannot create the event loop");
+    ctx->loop = &ctx->own_loop;
+    ctx->owns_loop = 1;
+  }
+  lua_pushthread(L);
+  ctx->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, "procmon.Context")) {
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  return ctx;
+}
+
+/* The context of L's state, created on first use. It is created before any
+** object that refers to it, so Lua finalizes it last. */
+pm_ctx_t *pm_ctx(lua_State *L) {
+  pm_ctx_t *ctx;
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  ctx = (pm_ctx_t *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return ctx ? ctx : ctx_create(L, NULL);
+}
+
+void procmon_set_loop(lua_State *L, uv_loop_t *loop) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  if (!lua_isnil(L, -1)) luaL_error(L, "procmon_set_loop: the context exists already");
+  lua_pop(L, 1);
+  ctx_create(L, loop);
+}
+
+void pm_handle_opened(pm_ctx_t *ctx) { ctx->handles++; }
+void pm_handle_closed(pm_ctx_t *ctx) { ctx->handles--; }
+
+static void walk_close_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  /* Every procmon handle carries its owner in 'data'; a host's own handles
+  ** have none and are the host's to close. */
+  if (h->data && !uv_is_closing(h)) uv_close(h, (uv_close_cb)((void **)h->data)[0]);
+}
+
+/*
+** Kills the children that are still running, closes every procmon handle
+** and lets the close callbacks free their memory. Lua is not touched: this
+** also runs from lua_close, when the state is half gone.
+*/
+void pm_ctx_teardown(pm_ctx_t *ctx) {
+  if (ctx->closing) return;
+  ctx->closing = 1;
+  pm_proc_kill_all(ctx);
+  pm_proc_orphan_all(ctx);
+  uv_walk(ctx->loop, walk_close_cb, NULL);
+  uv_run(ctx->loop, UV_RUN_DEFAULT);
+  if (ctx->owns_loop) {
+    while (uv_loop_close(ctx->loop) == UV_EBUSY) uv_run(ctx->loop, UV_RUN_ONCE);
+  }
+}
+
+/* {=== running Lua from callbacks ===} */
+
+/* Message handler: the error with its traceback (lua.c's msghandler). */
+int pm_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/*
+** Calls the function below the 'nargs' arguments on the main thread's
+** stack, protected. The first error is kept for pm_raise_pending and the
+** loop is stopped so that the driver (wait, loop, procrun) sees it soon.
+*/
+int pm_call(pm_ctx_t *ctx, int nargs) {
+  lua_State *L = ctx->L;
+  int base = lua_gettop(L) - nargs, status;
+  if (ctx->closing) {
+    lua_settop(L, base - 1);
+    return LUA_OK;
+  }
+  lua_pushcfunction(L, pm_traceback);
+  lua_insert(L, base);
+  ctx->depth++;
+  status = lua_pcall(L, nargs, 0, base);
+  ctx->depth--;
+  if (status != LUA_OK) {
+    if (!ctx->has_error) {
+      ctx->has_error = 1;
+      lua_setfield(L, LUA_REGISTRYINDEX, ERROR_KEY);
+    } else {
+      lua_pop(L, 1);
+    }
+    uv_stop(ctx->loop);
+  }
+  lua_remove(L, base);
+  return status;
+}
+
+/* Re-raises a stored callback error in the caller's thread. */
+int pm_raise_pending(lua_State *L, pm_ctx_t *ctx) {
+  if (!ctx->has_error) return 0;
+  ctx->has_error = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, ERROR_KEY);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, ERROR_KEY);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LAST_ERROR_KEY);
+  return lua_error(L);
+}
+
+int procmon_error_has_traceback(lua_State *L, int idx) {
+  int same;
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, LAST_ERROR_KEY);
+  same = !lua_isnil(L, -1) && lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  return same;
+}
+
+/* Runs the loop once or until idle; never re-entered. */
+int pm_run(lua_State *L, pm_ctx_t *ctx, uv_run_mode mode) {
+  int alive;
+  if (ctx->running || ctx->depth > 0)
+    return luaL_error(L, "cannot block inside a callback (use procmon.task)");
+  ctx->running = 1;
+  alive = uv_run(ctx->loop, mode);
+  ctx->running = 0;
+  pm_raise_pending(L, ctx);
+  return alive;
+}
+
+static int run_protected(lua_State *L) {
+  pm_run(L, pm_ctx(L), UV_RUN_DEFAULT);
+  return 0;
+}
+
+int procmon_run(lua_State *L) {
+  int status;
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_OK;
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, pm_traceback);
+  lua_pushcfunction(L, run_protected);
+  status = lua_pcall(L, 0, 0, -2);
+  lua_remove(L, status == LUA_OK ? -1 : -2);
+  return status;
+}
+
+void procmon_kill_children(lua_State *L) {
+  pm_ctx_t *ctx;
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  ctx = (pm_ctx_t *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (ctx) pm_proc_kill_all(ctx);
+}
+
+/* {=== Lua functions: loop control ===} */
+
+/* loop(): runs until nothing is pending. */
+static int loop_run(lua_State *L) {
+  pm_run(L, pm_ctx(L), UV_RUN_DEFAULT);
+  return 0;
+}
+
+/* _run_once(): one loop iteration; true while something is pending. */
+static int loop_run_once(lua_State *L) {
+  lua_pushboolean(L, pm_run(L, pm_ctx(L), UV_RUN_ONCE));
+  return 1;
+}
+
+static int loop_in_callback(lua_State *L) {
+  pm_ctx_t *ctx = pm_ctx(L);
+  lua_pushboolean(L, ctx->depth > 0 || ctx->running);
+  return 1;
+}
+
+static int loop_handles(lua_State *L) {
+  lua_pushinteger(L, pm_ctx(L)->handles);
+  return 1;
+}
+
+static int loop_time(lua_State *L) {
+  lua_pushnumber(L, pm_wall_time());
+  return 1;
+}
+
+/* {=== one-shot timers ===} */
+
+typedef struct pm_timer {
+  uv_close_cb close;    /* first field: see walk_close_cb */
+  uv_timer_t handle;
+  pm_ctx_t *ctx;
+  int ref;              /* self-anchor while armed */
+} pm_timer_t;
+
+typedef struct { pm_timer_t *t; } timer_box_t;
+
+static void timer_close_cb(uv_handle_t *h) {
+  pm_timer_t *t = (pm_timer_t *)h->data;
+  pm_handle_closed(t->ctx);
+  free(t);
+}
+
+/* Disarms: stops, closes, drops the anchor. Safe to call twice. */
+static void timer_disarm(lua_State *L, timer_box_t *box) {
+  pm_timer_t *t = box->t;
+  if (t == NULL) return;
+  box->t = NULL;
+  uv_close((uv_handle_t *)&t->handle, timer_close_cb);
+  if (!t->ctx->closing) luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+}
+
+static void timer_fire_cb(uv_timer_t *h) {
+  pm_timer_t *t = (pm_timer_t *)h->data;
+  lua_State *L = t->ctx->L;
+  timer_box_t *box;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  box = (timer_box_t *)lua_touserdata(L, -1);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  timer_disarm(L, box);
+  pm_call(t->ctx, 0);
+}
+
+/* timer(seconds, fn): calls fn once after 'seconds'; t:stop() cancels. */
+static int timer_new(lua_State *L) {
+  pm_ctx_t *ctx = pm_ctx(L);
+  double s = luaL_checknumber(L, 1);
+  timer_box_t *box;
+  pm_timer_t *t;
+  luaL_argcheck(L, s >= 0, 1, "must be a non-negative number of seconds");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  box = (timer_box_t *)lua_newuserdatauv(L, sizeof *box, 1);
+  box->t = NULL;
+  luaL_setmetatable(L, PM_TIMER_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  t = (pm_timer_t *)malloc(sizeof *t);
+  if (t == NULL) return luaL_error(L, "not enough memory");
+  t->close = timer_close_cb;
+  t->ctx = ctx;
+  uv_timer_init(ctx->loop, &t->handle);
+  t->handle.data = t;
+  pm_handle_opened(ctx);
+  lua_pushvalue(L, -1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box->t = t;
+  uv_timer_start(&t->handle, timer_fire_cb, (uint64_t)(s * 1000 + 0.5), 0);
+  return 1;
+}
+
+static int timer_stop(lua_State *L) {
+  timer_box_t *box = (timer_box_t *)luaL_checkudata(L, 1, PM_TIMER_MT);
+  int was_armed = box->t != NULL;
+  timer_disarm(L, box);
+  lua_pushboolean(L, was_armed);
+  return 1;
+}
+
+static int timer_active(lua_State *L) {
+  timer_box_t *box = (timer_box_t *)luaL_checkudata(L, 1, PM_TIMER_MT);
+  lua_pushboolean(L, box->t != NULL);
+  return 1;
+}
+
+int pm_open_loop(lua_State *L) {
+  static const luaL_Reg timer_methods[] = {
+    {"stop", timer_stop}, {"active", timer_active}, {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"loop", loop_run}, {"_run_once", loop_run_once},
+    {"_in_callback", loop_in_callback}, {"_handles", loop_handles},
+    {"_timer", timer_new}, {"time", loop_time}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, PM_TIMER_MT);
+  luaL_newlib(L, timer_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+  return 0;
+}

@@ -1,0 +1,77 @@
+/*
+** Private: the child process record shared by pm_process.c (lifecycle,
+** options, methods) and pm_stdio.c (pipes, capture, lines, stdin).
+*/
+#ifndef PM_PROCESS_H
+#define PM_PROCESS_H
+
+#include <sys/types.h>
+
+#include "pm_internal.h"
+
+enum { PM_IO_NONE, PM_IO_PIPE, PM_IO_NULL, PM_IO_INHERIT, PM_IO_FILE };
+
+typedef struct pm_stream {
+  uv_pipe_t pipe;
+  struct pm_proc *proc;
+  int fd;               /* 0, 1 or 2: the child's descriptor */
+  int mode;             /* PM_IO_* */
+  int child_fd;         /* descriptor handed to the child, -1 if none */
+  int open;             /* the pipe handle is open */
+  int done;             /* EOF seen or reading given up */
+  int has_cb;           /* a Lua callback gets the data, no capture */
+  int lines;            /* the callback gets whole lines */
+  int closing_stdin;    /* shutdown requested */
+  char *buf;            /* capture buffer, or the callback read buffer */
+  size_t len, cap;
+  char *carry;          /* partial line waiting for its newline */
+  size_t carry_len, carry_cap;
+} pm_stream_t;
+
+typedef struct pm_proc_box {
+  struct pm_proc *p;    /* NULL once the record is freed */
+  pid_t pid;
+  int closed;           /* :close()/__close/__gc ran */
+} pm_proc_box_t;
+
+struct pm_proc {
+  uv_close_cb close;    /* first field: the teardown walk uses it */
+  pm_ctx_t *ctx;
+  pm_proc_box_t *box;   /* the Lua object, NULL when orphaned */
+  struct pm_proc *next, **prevp;
+  int ref;              /* self-anchor until every handle is closed */
+  int open_handles;
+  pid_t pid;
+  int pidfd;
+  uv_poll_t exit_poll;
+  uv_timer_t timeout_timer, idle_timer, kill_timer;
+  pm_stream_t io[3];
+  int detached, exited, settled, status, killing, user_signal;
+  int kill_signal;
+  double kill_grace, timeout, idle_timeout;
+  size_t max_buffer;
+  const char *reason;   /* set when procmon itself stops the child */
+  int truncated;
+  double started_at, ended_at;
+};
+
+/* pm_stdio.c */
+int pm_stdio_parse(lua_State *L, int arg, pm_stream_t io[3], int detached);
+int pm_stdio_prepare(lua_State *L, pm_stream_t io[3], const char *what);
+void pm_stdio_close_child_ends(pm_stream_t io[3]);
+void pm_stdio_abort(pm_stream_t io[3]);
+int pm_stdio_start(struct pm_proc *p, lua_State *L, int stdin_arg);
+void pm_stdio_finish(struct pm_proc *p);
+void pm_stdio_push_output(lua_State *L, struct pm_proc *p, int fd);
+void pm_stdio_free(struct pm_proc *p);
+int pm_stdio_write(lua_State *L, struct pm_proc *p, const char *data, size_t len);
+int pm_stdio_close_stdin(struct pm_proc *p);
+
+/* pm_process.c */
+void pm_proc_handle_close_cb(uv_handle_t *h);
+void pm_proc_output_activity(struct pm_proc *p);
+void pm_proc_stream_done(struct pm_proc *p);
+void pm_proc_terminate(struct pm_proc *p, const char *reason);
+int pm_proc_push_callback(struct pm_proc *p, const char *name);
+
+#endif

@@ -1,0 +1,1 @@
+#include "pm_process.h"

@@ -1,0 +1,160 @@
+/*
+** Shared helpers: the one failure return, option readers, signal names.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "pm_internal.h"
+
+/*
+** The one failure return of the API (Lua's "fail" convention, luv's error
+** shape): nil, "<context>: ENAME: message", "ENAME". 'uverr' is a negative
+** libuv error code (UV_ENOENT), which on Unix is -errno.
+*/
+int pm_fail(lua_State *L, int uverr, const char *fmt, ...) {
+  va_list ap;
+  luaL_pushfail(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushfstring(L, ": %s: %s", uv_err_name(uverr), uv_strerror(uverr));
+  lua_concat(L, 2);
+  lua_pushstring(L, uv_err_name(uverr));
+  return 3;
+}
+
+/* errno as a libuv error code, for pm_fail. */
+int pm_errno(void) {
+  return uv_translate_sys_error(errno);
+}
+
+double pm_wall_time(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* {=== signals ===} */
+
+static const struct { const char *name; int num; } signals[] = {
+  {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT}, {"BUS", SIGBUS}, {"FPE", SIGFPE},
+  {"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
+  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},
+  {"CHLD", SIGCHLD}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},
+  {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU},
+  {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+  {"WINCH", SIGWINCH}, {"IO", SIGIO}, {"PWR", SIGPWR}, {"SYS", SIGSYS},
+  {NULL, 0}
+};
+
+const char *pm_signal_name(int sig) {
+  for (int i = 0; signals[i].name; i++)
+    if (signals[i].num == sig) return signals[i].name;
+  return NULL;
+}
+
+static int signal_by_name(const char *name) {
+  if (strncasecmp(name, "SIG", 3) == 0) name += 3;
+  for (int i = 0; signals[i].name; i++)
+    if (strcasecmp(signals[i].name, name) == 0) return signals[i].num;
+  return -1;
+}
+
+/* A signal given as a name ("TERM", "SIGTERM") or a number (0 probes). */
+int pm_signal_arg(lua_State *L, int arg, const char *def) {
+  int sig;
+  if (lua_isnoneornil(L, arg) && def) return signal_by_name(def);
+  if (lua_type(L, arg) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, n >= 0 && n < 65, arg, "invalid signal number");
+    return (int)n;
+  }
+  sig = signal_by_name(luaL_checkstring(L, arg));
+  if (sig < 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'",
+                                          lua_tostring(L, arg)));
+  return sig;
+}
+
+/* {=== options ===} */
+
+/* Raises on any key of the table at 'arg' that is not in 'allowed'. */
+void pm_check_options(lua_State *L, int arg, const char *fname,
+                      const char *const allowed[]) {
+  (void)fname;
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    int ok = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      for (int i = 0; allowed[i] && !ok; i++) ok = strcmp(k, allowed[i]) == 0;
+    }
+    if (!ok) {
+      luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'",
+                                            luaL_tolstring(L, -1, NULL)));
+    }
+  }
+}
+
+static int opt_get(lua_State *L, int arg, const char *key, int type,
+                   const char *tname) {
+  int t = lua_getfield(L, arg, key);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (t != type)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': %s expected, got %s",
+                                          key, tname, luaL_typename(L, -1)));
+  return 1;
+}
+
+/* A non-negative duration in seconds; 'def' when absent. */
+double pm_opt_seconds(lua_State *L, int arg, const char *key, double def) {
+  double v;
+  if (!opt_get(L, arg, key, LUA_TNUMBER, "number")) return def;
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!(v >= 0) || v > 1e9)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': must be a "
+                                          "non-negative number of seconds",
+                                          key));
+  return v;
+}
+
+/* Leaves nothing on the stack: the string stays alive in the options table. */
+const char *pm_opt_string(lua_State *L, int arg, const char *key,
+                          const char *def) {
+  const char *s;
+  if (!opt_get(L, arg, key, LUA_TSTRING, "string")) return def;
+  s = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return s;
+}
+
+int pm_opt_bool(lua_State *L, int arg, const char *key) {
+  int v;
+  if (!opt_get(L, arg, key, LUA_TBOOLEAN, "boolean")) return 0;
+  v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Pushes the function and returns 1, or pushes nothing and returns 0. */
+int pm_opt_function(lua_State *L, int arg, const char *key) {
+  return opt_get(L, arg, key, LUA_TFUNCTION, "function");
+}
+
+/*
+** Scratch memory owned by the GC (Lua's UBox idea): it is freed even when
+** an error is raised halfway, so no error path needs a manual cleanup.
+*/
+void *pm_scratch(lua_State *L, size_t size) {
+  return lua_newuserdatauv(L, size ? size : 1, 0);
+}

@@ -1,0 +1,67 @@
+/*
+** luaopen_procmon: the C module owns the name "procmon"; the Lua parts are
+** embedded submodules "procmon.<name>" registered in package.preload, so
+** one procmon.so (or the procrun binary) is all that is needed.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "pm_internal.h"
+
+/* Loader for an embedded submodule; upvalue 1 is its index. */
+static int embedded_loader(lua_State *L) {
+  const pm_embedded_t *e = &pm_embedded[lua_tointeger(L, lua_upvalueindex(1))];
+  char chunkname[128];
+  snprintf(chunkname, sizeof chunkname, "@[procmon]/%s.lua", e->name);
+  if (luaL_loadbuffer(L, e->src, e->len, chunkname) != LUA_OK) return lua_error(L);
+  lua_pushstring(L, e->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Opens "procmon.api" through its preload entry. */
+static int embedded_api_open(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_getfield(L, -1, "procmon.api");
+  lua_call(L, 0, 1);
+  return 1;
+}
+
+static void set_preload(lua_State *L, const char *name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+static void register_embedded(lua_State *L) {
+  for (int i = 0; pm_embedded[i].name; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, embedded_loader, 1);
+    set_preload(L, pm_embedded[i].name);
+  }
+  lua_pushcfunction(L, pm_open_store);
+  set_preload(L, "procmon.store");
+  lua_pushcfunction(L, pm_open_sys);
+  set_preload(L, "procmon.sys");
+}
+
+/*
+** The C functions go into "procmon.core"; the embedded "procmon.api" builds
+** the public table on top of it (tasks, wait, run, run_all, lazy submodules).
+*/
+int luaopen_procmon(lua_State *L) {
+  pm_ctx(L);
+  register_embedded(L);
+  lua_newtable(L);
+  pm_open_loop(L);
+  pm_open_process(L);
+  lua_pushliteral(L, PM_VERSION);
+  lua_setfield(L, -2, "version");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "procmon.core");
+  lua_pop(L, 1);
+  luaL_requiref(L, "procmon.api", embedded_api_open, 0);
+  return 1;
+}

@@ -1,0 +1,30 @@
+/*
+** procmon: process, capture and cache primitives for Lua 5.4 on libuv.
+** Public C API for hosts that embed the module (procrun does).
+*/
+#ifndef PROCMON_H
+#define PROCMON_H
+
+#include <lua.h>
+#include <uv.h>
+
+/* Opens the module: the table returned by require "procmon". */
+int luaopen_procmon(lua_State *L);
+
+/* Makes the module use the host's loop instead of creating its own.
+** Call before the script runs; the host then owns the loop's teardown. */
+void procmon_set_loop(lua_State *L, uv_loop_t *loop);
+
+/* Runs the loop until nothing is pending. Returns LUA_OK, or an error
+** status with the error message (already holding a traceback) on top. */
+int procmon_run(lua_State *L);
+
+/* Signals every live non-detached child's process group (TERM, then KILL
+** after each child's grace), reaps them, and returns. Safe to call at exit. */
+void procmon_kill_children(lua_State *L);
+
+/* Whether the string at idx is an error procmon re-raised from a callback
+** and which therefore already carries its traceback. */
+int procmon_error_has_traceback(lua_State *L, int idx);
+
+#endif
