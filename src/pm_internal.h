@@ -68,7 +68,6 @@ void *pm_scratch(lua_State *L, size_t size);
 /* {=== processes (pm_process.c, pm_stdio.c) ===} */
 int pm_open_process(lua_State *L);
 void pm_proc_kill_all(pm_ctx_t *ctx);
-void pm_proc_orphan_all(pm_ctx_t *ctx);
 
 /* {=== timers (pm_loop.c) ===} */
 int pm_open_loop(lua_State *L);

@@ -76,7 +76,6 @@ void pm_ctx_teardown(pm_ctx_t *ctx) {
   if (ctx->closing) return;
   ctx->closing = 1;
   pm_proc_kill_all(ctx);
-  pm_proc_orphan_all(ctx);
   uv_walk(ctx->loop, walk_close_cb, NULL);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   if (ctx->owns_loop) {

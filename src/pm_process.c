@@ -1,4 +1,795 @@
+/*
+** Child processes: spawn (posix_spawn, own process group, no inherited
+** descriptors), the exit watch (a pidfd polled by the loop), timeouts,
+** kill escalation, the Result, and the Process methods.
+**
+** Lifecycle of a record: spawned -> exited (reaped) -> settled (exit seen
+** and both output pipes at EOF, or the pipe grace ran out) -> every handle
+** closed -> freed. From spawn until freed the Lua object is anchored in the
+** registry, so a dropped Process is still reaped and never collected early.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "pm_process.h"
-int pm_open_process(lua_State *L) { (void)L; return 0; }
-void pm_proc_kill_all(pm_ctx_t *ctx) { (void)ctx; }
-void pm_proc_orphan_all(pm_ctx_t *ctx) { (void)ctx; }
+
+extern char **environ;
+
+/* How long a grandchild may hold an output pipe after the child exited. */
+#define PM_PIPE_GRACE_MS 250
+
+static const char *const spawn_options[] = {
+  "cwd", "env", "clear_env", "shell", "stdin", "stdout", "stderr",
+  "on_stdout", "on_stderr", "lines", "timeout", "idle_timeout",
+  "kill_signal", "kill_grace", "max_buffer", "detached", "on_exit", "name",
+  NULL
+};
+
+/* Uservalue slots of a Process object. */
+enum { UV_SPEC = 1, UV_RESULT, UV_WAITERS, UV_COUNT = UV_WAITERS };
+
+/* {=== the record's handles ===} */
+
+static void proc_free(pm_proc_t *p) {
+  pm_ctx_t *ctx = p->ctx;
+  if (p->box) p->box->p = NULL;
+  if (!ctx->closing) luaL_unref(ctx->L, LUA_REGISTRYINDEX, p->ref);
+  pm_stdio_free(p);
+  free(p);
+}
+
+/* Close callback of every handle of a record; the last one frees it. */
+void pm_proc_handle_close_cb(uv_handle_t *h) {
+  pm_proc_t *p = (pm_proc_t *)h->data;
+  pm_handle_closed(p->ctx);
+  if (--p->open_handles == 0) proc_free(p);
+}
+
+static void close_handle(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, pm_proc_handle_close_cb);
+}
+
+static void init_timer(pm_proc_t *p, uv_timer_t *t) {
+  uv_timer_init(p->ctx->loop, t);
+  t->data = p;
+  p->open_handles++;
+  pm_handle_opened(p->ctx);
+}
+
+static void unlink_proc(pm_proc_t *p) {
+  if (p->prevp == NULL) return;
+  *p->prevp = p->next;
+  if (p->next) p->next->prevp = p->prevp;
+  p->prevp = NULL;
+}
+
+/* {=== signals and kill escalation ===} */
+
+static void signal_group(pm_proc_t *p, int sig) {
+  /* The child leads its group; the group outlives a reaped leader only
+  ** while members remain, so the id cannot name someone else's group. */
+  if (kill(-p->pid, sig) != 0 && !p->exited) kill(p->pid, sig);
+}
+
+static void kill_timer_cb(uv_timer_t *t) {
+  pm_proc_t *p = (pm_proc_t *)t->data;
+  if (!p->exited) signal_group(p, SIGKILL);
+}
+
+/* Stops the child on procmon's own account: kill_signal to its group,
+** then SIGKILL after kill_grace. The first reason is the one reported. */
+void pm_proc_terminate(pm_proc_t *p, const char *reason) {
+  if (p->reason == NULL) p->reason = reason;
+  if (p->exited || p->killing) return;
+  p->killing = 1;
+  signal_group(p, p->kill_signal);
+  uv_timer_start(&p->kill_timer, kill_timer_cb, (uint64_t)(p->kill_grace * 1000), 0);
+}
+
+static void timeout_cb(uv_timer_t *t) {
+  pm_proc_terminate((pm_proc_t *)t->data, "timeout");
+}
+
+static void idle_cb(uv_timer_t *t) {
+  pm_proc_terminate((pm_proc_t *)t->data, "idle_timeout");
+}
+
+void pm_proc_output_activity(pm_proc_t *p) {
+  if (p->idle_timeout > 0 && !p->exited) uv_timer_again(&p->idle_timer);
+}
+
+/* {=== exit, settle, result ===} */
+
+static void push_object(lua_State *L, pm_proc_t *p) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+}
+
+/* Pushes the spec's callback 'name' and returns 1, or pushes nothing. */
+int pm_proc_push_callback(pm_proc_t *p, const char *name) {
+  lua_State *L = p->ctx->L;
+  push_object(L, p);
+  lua_getiuservalue(L, -1, UV_SPEC);
+  if (lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 3);
+  return 0;
+}
+
+static const char *exit_reason(pm_proc_t *p) {
+  if (p->reason) return p->reason;
+  if (WIFSIGNALED(p->status))
+    return WTERMSIG(p->status) == p->user_signal ? "killed" : "signal";
+  return "exit";
+}
+
+static void set_number(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* Pushes the Result table; 'spec' is the index of the object's spec table. */
+static void push_result(lua_State *L, pm_proc_t *p, int spec) {
+  const char *reason = exit_reason(p);
+  int exited = WIFEXITED(p->status), code = WEXITSTATUS(p->status);
+  lua_createtable(L, 0, 16);
+  lua_pushinteger(L, p->pid);
+  lua_setfield(L, -2, "pid");
+  lua_getfield(L, spec, "cmd");
+  lua_setfield(L, -2, "cmd");
+  lua_getfield(L, spec, "name");
+  lua_setfield(L, -2, "name");
+  if (exited) {
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+  } else if (WIFSIGNALED(p->status)) {
+    const char *name = pm_signal_name(WTERMSIG(p->status));
+    if (name) lua_pushstring(L, name); else lua_pushinteger(L, WTERMSIG(p->status));
+    lua_setfield(L, -2, "signal");
+  }
+  lua_pushboolean(L, exited && code == 0);
+  lua_setfield(L, -2, "ok");
+  pm_stdio_push_output(L, p, 1);
+  lua_setfield(L, -2, "stdout");
+  pm_stdio_push_output(L, p, 2);
+  lua_setfield(L, -2, "stderr");
+  lua_pushstring(L, reason);
+  lua_setfield(L, -2, "reason");
+  lua_pushboolean(L, strcmp(reason, "timeout") == 0 || strcmp(reason, "idle_timeout") == 0);
+  lua_setfield(L, -2, "timed_out");
+  lua_pushboolean(L, p->truncated);
+  lua_setfield(L, -2, "truncated");
+  set_number(L, "started_at", p->started_at);
+  set_number(L, "ended_at", p->ended_at);
+  set_number(L, "duration", p->ended_at - p->started_at);
+}
+
+/* Calls on_exit(result), then each waiter(result), each protected. */
+static void notify(pm_proc_t *p, int obj) {
+  lua_State *L = p->ctx->L;
+  int n;
+  lua_getiuservalue(L, obj, UV_SPEC);
+  if (lua_getfield(L, -1, "on_exit") == LUA_TFUNCTION) {
+    lua_getiuservalue(L, obj, UV_RESULT);
+    pm_call(p->ctx, 1);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (lua_getiuservalue(L, obj, UV_WAITERS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  n = (int)lua_rawlen(L, -1);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_getiuservalue(L, obj, UV_RESULT);
+    pm_call(p->ctx, 1);
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, obj, UV_WAITERS);
+}
+
+/* Exit seen and output drained: publish the Result, close everything. */
+static void proc_settle(pm_proc_t *p) {
+  lua_State *L = p->ctx->L;
+  int obj;
+  p->settled = 1;
+  unlink_proc(p);
+  close_handle((uv_handle_t *)&p->timeout_timer);
+  close_handle((uv_handle_t *)&p->idle_timer);
+  close_handle((uv_handle_t *)&p->kill_timer);
+  pm_stdio_finish(p);
+  if (p->ctx->closing || p->box == NULL) return;
+  push_object(L, p);
+  obj = lua_gettop(L);
+  lua_getiuservalue(L, obj, UV_SPEC);
+  push_result(L, p, obj + 1);
+  lua_setiuservalue(L, obj, UV_RESULT);
+  lua_pop(L, 1);
+  pm_stdio_free(p);
+  notify(p, obj);
+  lua_settop(L, obj - 1);
+}
+
+void pm_proc_stream_done(pm_proc_t *p) {
+  if (p->exited && !p->settled && p->io[1].done && p->io[2].done) proc_settle(p);
+}
+
+static void pipe_grace_cb(uv_timer_t *t) {
+  pm_proc_t *p = (pm_proc_t *)t->data;
+  if (!p->settled) proc_settle(p);
+}
+
+static void proc_exited(pm_proc_t *p, int status) {
+  p->exited = 1;
+  p->status = status;
+  p->ended_at = pm_wall_time();
+  close_handle((uv_handle_t *)&p->exit_poll);
+  if (p->pidfd >= 0) close(p->pidfd);
+  p->pidfd = -1;
+  uv_timer_stop(&p->timeout_timer);
+  uv_timer_stop(&p->idle_timer);
+  uv_timer_stop(&p->kill_timer);
+  /* After procmon stopped the child, nothing of its group may linger. */
+  if (p->reason) signal_group(p, SIGKILL);
+  if (p->io[1].done && p->io[2].done)
+    proc_settle(p);
+  else
+    uv_timer_start(&p->kill_timer, pipe_grace_cb, PM_PIPE_GRACE_MS, 0);
+}
+
+static void exit_poll_cb(uv_poll_t *h, int status, int events) {
+  pm_proc_t *p = (pm_proc_t *)h->data;
+  int st = 0;
+  pid_t r;
+  (void)status;
+  (void)events;
+  do r = waitpid(p->pid, &st, WNOHANG); while (r < 0 && errno == EINTR);
+  if (r == 0) return;
+  proc_exited(p, st);
+}
+
+/* {=== spawn: command, environment ===} */
+
+typedef struct spawn_spec {
+  const char *file;     /* argv[0], or the resolved path */
+  const char *cwd;
+  const char *path;     /* PATH to search when the child's differs */
+  char **argv, **envp;
+  int shell, detached, clear_env, kill_signal;
+  double timeout, idle_timeout, kill_grace;
+  size_t max_buffer;
+} spawn_spec_t;
+
+/* Keeps 'idx' alive in the anchor table at 3 and returns its string. */
+static const char *anchor_string(lua_State *L, int idx) {
+  const char *s = lua_tostring(L, idx);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, 3, (lua_Integer)lua_rawlen(L, 3) + 1);
+  return s;
+}
+
+static void build_argv(lua_State *L, spawn_spec_t *sp) {
+  size_t n;
+  if (sp->shell) {
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING, 1, "string (with shell = true)");
+    sp->argv = (char **)pm_scratch(L, 4 * sizeof(char *));
+    sp->argv[0] = (char *)"/bin/sh";
+    sp->argv[1] = (char *)"-c";
+    sp->argv[2] = (char *)lua_tostring(L, 1);
+    sp->argv[3] = NULL;
+    return;
+  }
+  luaL_argexpected(L, lua_type(L, 1) == LUA_TTABLE, 1, "table (argv; a string needs shell = true)");
+  n = lua_rawlen(L, 1);
+  luaL_argcheck(L, n > 0, 1, "empty command");
+  sp->argv = (char **)pm_scratch(L, (n + 1) * sizeof(char *));
+  for (size_t i = 1; i <= n; i++) {
+    int t = lua_rawgeti(L, 1, (lua_Integer)i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      luaL_argerror(L, 1, lua_pushfstring(L, "command element %d: string expected, got %s",
+                                          (int)i, luaL_typename(L, -1)));
+    sp->argv[i - 1] = (char *)anchor_string(L, -1);
+    lua_pop(L, 1);
+  }
+  sp->argv[n] = NULL;
+}
+
+static int env_overridden(lua_State *L, int env, const char *entry) {
+  const char *eq = strchr(entry, '=');
+  int t;
+  if (eq == NULL) return 1;
+  lua_pushlstring(L, entry, (size_t)(eq - entry));
+  t = lua_rawget(L, env);
+  lua_pop(L, 1);
+  return t != LUA_TNIL;
+}
+
+/* The child's environment: the current one with 'env' merged on top (a
+** false value removes a variable), or 'env' alone with clear_env. */
+static void build_env(lua_State *L, spawn_spec_t *sp) {
+  size_t n = 0, k = 0;
+  int env = lua_gettop(L);
+  if (!sp->clear_env) while (environ[n]) n++;
+  lua_pushnil(L);
+  while (lua_next(L, env)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  sp->envp = (char **)pm_scratch(L, (n + 1) * sizeof(char *));
+  for (size_t i = 0; !sp->clear_env && environ[i]; i++)
+    if (!env_overridden(L, env, environ[i])) sp->envp[k++] = environ[i];
+  lua_pushnil(L);
+  while (lua_next(L, env)) {
+    if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '='))
+      luaL_argerror(L, 2, "option 'env': keys must be variable names");
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      sp->envp[k++] = (char *)anchor_string(L, -1);
+      lua_pop(L, 1);
+    } else if (!(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
+      luaL_argerror(L, 2, "option 'env': values must be strings, numbers or false");
+    }
+    lua_pop(L, 1);
+  }
+  sp->envp[k] = NULL;
+  lua_getfield(L, env, "PATH");
+  if (lua_type(L, -1) == LUA_TSTRING) sp->path = anchor_string(L, -1);
+  else if (sp->clear_env) sp->path = "/usr/local/bin:/usr/bin:/bin";
+  lua_pop(L, 1);
+}
+
+/* Finds 'file' in the child's PATH; pushes the full path (or leaves the
+** name, which then fails with ENOENT as exec would). */
+static void resolve_path(lua_State *L, spawn_spec_t *sp) {
+  const char *dir = sp->path, *end;
+  if (sp->path == NULL || strchr(sp->file, '/')) return;
+  for (; *dir; dir = *end ? end + 1 : end) {
+    end = strchr(dir, ':');
+    if (end == NULL) end = dir + strlen(dir);
+    if (end > dir) lua_pushlstring(L, dir, (size_t)(end - dir));
+    else lua_pushliteral(L, ".");
+    lua_pushfstring(L, "%s/%s", lua_tostring(L, -1), sp->file);
+    if (access(lua_tostring(L, -1), X_OK) == 0) {
+      sp->file = anchor_string(L, -1);
+      lua_pop(L, 2);
+      return;
+    }
+    lua_pop(L, 2);
+  }
+}
+
+/* {=== spawn: options ===} */
+
+static void parse_scalars(lua_State *L, spawn_spec_t *sp) {
+  double maxbuf;
+  sp->cwd = pm_opt_string(L, 2, "cwd", NULL);
+  sp->shell = pm_opt_bool(L, 2, "shell");
+  sp->detached = pm_opt_bool(L, 2, "detached");
+  sp->clear_env = pm_opt_bool(L, 2, "clear_env");
+  sp->timeout = pm_opt_seconds(L, 2, "timeout", 0);
+  sp->idle_timeout = pm_opt_seconds(L, 2, "idle_timeout", 0);
+  sp->kill_grace = pm_opt_seconds(L, 2, "kill_grace", 2);
+  lua_getfield(L, 2, "kill_signal");
+  sp->kill_signal = pm_signal_arg(L, lua_gettop(L), "TERM");
+  lua_pop(L, 1);
+  maxbuf = pm_opt_seconds(L, 2, "max_buffer", 64.0 * 1024 * 1024);
+  sp->max_buffer = (size_t)maxbuf;
+  pm_opt_string(L, 2, "name", NULL);
+  pm_opt_bool(L, 2, "lines");
+}
+
+/* The spec table (uservalue 1): what the Result and callbacks need. */
+static void push_spec(lua_State *L) {
+  static const char *const keys[] = {"on_exit", "on_stdout", "on_stderr", NULL};
+  lua_createtable(L, 0, 5);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "cmd");
+  for (int i = 0; keys[i]; i++)
+    if (pm_opt_function(L, 2, keys[i])) lua_setfield(L, -2, keys[i]);
+  lua_getfield(L, 2, "name");
+  lua_setfield(L, -2, "name");
+}
+
+static pm_proc_box_t *new_box(lua_State *L) {
+  pm_proc_box_t *box = (pm_proc_box_t *)lua_newuserdatauv(L, sizeof *box, UV_COUNT);
+  box->p = NULL;
+  box->pid = 0;
+  box->closed = 0;
+  luaL_setmetatable(L, PM_PROCESS_MT);
+  push_spec(L);
+  lua_setiuservalue(L, -2, UV_SPEC);
+  return box;
+}
+
+/* {=== spawn: the system call ===} */
+
+static int add_stdio_actions(posix_spawn_file_actions_t *fa, pm_stream_t io[3]) {
+  int r = 0;
+  for (int fd = 0; fd < 3 && r == 0; fd++) {
+    if (io[fd].mode == PM_IO_NULL)
+      r = posix_spawn_file_actions_addopen(fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+    else if (io[fd].child_fd >= 0)
+      r = posix_spawn_file_actions_adddup2(fa, io[fd].child_fd, fd);
+  }
+  /* Only 0, 1 and 2 reach the child: a hook's background job must not
+  ** hold a pipe that Claude Code reads until EOF. */
+  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np(fa, 3);
+  return r;
+}
+
+static int set_attributes(posix_spawnattr_t *at, int detached) {
+  sigset_t none, all;
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  sigemptyset(&none);
+  sigfillset(&all);  /* SIGPIPE is ignored here; the child gets the default */
+  flags |= detached ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP;
+  posix_spawnattr_setsigmask(at, &none);
+  posix_spawnattr_setsigdefault(at, &all);
+  posix_spawnattr_setpgroup(at, 0);
+  return posix_spawnattr_setflags(at, flags);
+}
+
+/* Returns 0 or an errno value. */
+static int do_spawn(spawn_spec_t *sp, pm_stream_t io[3], pid_t *pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  char **envp = sp->envp ? sp->envp : environ;
+  int r;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  r = add_stdio_actions(&fa, io);
+  if (r == 0 && sp->cwd) r = posix_spawn_file_actions_addchdir_np(&fa, sp->cwd);
+  if (r == 0) r = set_attributes(&at, sp->detached);
+  if (r == 0) {
+    if (strchr(sp->file, '/')) r = posix_spawn(pid, sp->file, &fa, &at, sp->argv, envp);
+    else r = posix_spawnp(pid, sp->file, &fa, &at, sp->argv, envp);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  return r;
+}
+
+/* Says whether the command or the working directory was the problem. */
+static int spawn_failure(lua_State *L, spawn_spec_t *sp, int err) {
+  struct stat st;
+  if (sp->cwd && (stat(sp->cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+    int cwd_err = errno ? uv_translate_sys_error(errno) : UV_ENOTDIR;
+    if (stat(sp->cwd, &st) == 0) cwd_err = UV_ENOTDIR;
+    return pm_fail(L, cwd_err, "spawn '%s': cwd '%s'", sp->argv[0], sp->cwd);
+  }
+  return pm_fail(L, uv_translate_sys_error(err), "spawn '%s'", sp->argv[0]);
+}
+
+/* {=== spawn: the record ===} */
+
+static void start_timers(pm_proc_t *p) {
+  init_timer(p, &p->timeout_timer);
+  init_timer(p, &p->idle_timer);
+  init_timer(p, &p->kill_timer);
+  if (p->timeout > 0)
+    uv_timer_start(&p->timeout_timer, timeout_cb, (uint64_t)(p->timeout * 1000), 0);
+  if (p->idle_timeout > 0) {
+    uint64_t ms = (uint64_t)(p->idle_timeout * 1000);
+    uv_timer_start(&p->idle_timer, idle_cb, ms, ms);
+  }
+}
+
+/* The record for a spawned child; the Process object is on top. */
+static pm_proc_t *new_record(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3],
+                             pid_t pid, int pidfd) {
+  pm_ctx_t *ctx = pm_ctx(L);
+  pm_proc_t *p = (pm_proc_t *)calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  p->close = pm_proc_handle_close_cb;
+  p->ctx = ctx;
+  p->box = (pm_proc_box_t *)lua_touserdata(L, -1);
+  p->pid = pid;
+  p->pidfd = pidfd;
+  p->detached = sp->detached;
+  p->kill_signal = sp->kill_signal;
+  p->kill_grace = sp->kill_grace;
+  p->timeout = sp->timeout;
+  p->idle_timeout = sp->idle_timeout;
+  p->max_buffer = sp->max_buffer;
+  p->started_at = pm_wall_time();
+  memcpy(p->io, io, sizeof p->io);
+  for (int i = 0; i < 3; i++) p->io[i].proc = p;
+  lua_pushvalue(L, -1);
+  p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  p->box->p = p;
+  p->box->pid = pid;
+  p->next = ctx->procs;
+  if (p->next) p->next->prevp = &p->next;
+  p->prevp = &ctx->procs;
+  ctx->procs = p;
+  return p;
+}
+
+static void watch_exit(pm_proc_t *p) {
+  uv_poll_init(p->ctx->loop, &p->exit_poll, p->pidfd);
+  p->exit_poll.data = p;
+  p->open_handles++;
+  pm_handle_opened(p->ctx);
+  uv_poll_start(&p->exit_poll, UV_READABLE, exit_poll_cb);
+  /* A detached child does not keep the loop alive (unless waited on). */
+  if (p->detached) uv_unref((uv_handle_t *)&p->exit_poll);
+}
+
+static void reap_now(pid_t pid) {
+  int st;
+  kill(-pid, SIGKILL);
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+}
+
+/* spawn(cmd, [opts]) -> Process | nil, msg, code */
+static int proc_spawn(lua_State *L) {
+  spawn_spec_t sp;
+  pm_stream_t io[3];
+  pid_t pid;
+  int r, pidfd;
+  pm_proc_t *p;
+  memset(&sp, 0, sizeof sp);
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2)) {
+    lua_newtable(L);
+    lua_replace(L, 2);
+  }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  pm_check_options(L, 2, "spawn", spawn_options);
+  parse_scalars(L, &sp);
+  lua_newtable(L);                       /* 3: anchors for C strings */
+  build_argv(L, &sp);                    /* 4 */
+  sp.file = sp.argv[0];
+  if (lua_getfield(L, 2, "env") != LUA_TNIL || sp.clear_env) {
+    if (lua_isnil(L, -1)) lua_newtable(L), lua_replace(L, -2);
+    luaL_argcheck(L, lua_istable(L, -1), 2, "option 'env': table expected");
+    build_env(L, &sp);                   /* 6 */
+  }
+  resolve_path(L, &sp);
+  pm_stdio_parse(L, 2, io, sp.detached);
+  new_box(L);
+  if ((r = pm_stdio_prepare(L, io, sp.argv[0])) != 0) return r;
+  r = do_spawn(&sp, io, &pid);
+  pm_stdio_close_child_ends(io);
+  if (r != 0) {
+    pm_stdio_abort(io);
+    return spawn_failure(L, &sp, r);
+  }
+  pidfd = pidfd_open(pid, 0);
+  if (pidfd < 0 || (p = new_record(L, &sp, io, pid, pidfd)) == NULL) {
+    int err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
+    if (pidfd >= 0) close(pidfd);
+    reap_now(pid);
+    pm_stdio_abort(io);
+    return pm_fail(L, err, "spawn '%s': watching the child", sp.argv[0]);
+  }
+  watch_exit(p);
+  start_timers(p);
+  pm_stdio_start(p, L, 2);
+  return 1;
+}
+
+/* {=== Process methods ===} */
+
+static pm_proc_box_t *check_box(lua_State *L) {
+  return (pm_proc_box_t *)luaL_checkudata(L, 1, PM_PROCESS_MT);
+}
+
+/* The live record of an open Process; raises on a closed one. */
+static pm_proc_t *check_open(lua_State *L) {
+  pm_proc_box_t *box = check_box(L);
+  if (box->closed) luaL_error(L, "attempt to use a closed process");
+  return box->p;
+}
+
+/* p:kill([signal]) -> true | nil, msg, code. Signals the child's group. */
+static int proc_kill(lua_State *L) {
+  pm_proc_t *p = check_open(L);
+  int sig = pm_signal_arg(L, 2, "TERM");
+  if (p == NULL || p->exited)
+    return pm_fail(L, UV_ESRCH, "kill %d", (int)check_box(L)->pid);
+  if (sig != 0) p->user_signal = sig;
+  if (kill(-p->pid, sig) != 0 && kill(p->pid, sig) != 0)
+    return pm_fail(L, pm_errno(), "kill %d", (int)p->pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_running(lua_State *L) {
+  pm_proc_t *p = check_box(L)->p;
+  lua_pushboolean(L, p != NULL && !p->exited);
+  return 1;
+}
+
+/* p:write(data) -> true | nil, msg, code (EPIPE once the child is gone). */
+static int proc_write(lua_State *L) {
+  pm_proc_t *p = check_open(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  return pm_stdio_write(L, p, data, len);
+}
+
+static int proc_close_stdin(lua_State *L) {
+  pm_proc_t *p = check_open(L);
+  if (p && p->io[0].mode != PM_IO_PIPE)
+    return luaL_error(L, "stdin is not a pipe (spawn with stdin = \"pipe\")");
+  if (p) pm_stdio_close_stdin(p);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:_result() -> the Result once settled, else nil. */
+static int proc_result(lua_State *L) {
+  check_box(L);
+  lua_getiuservalue(L, 1, UV_RESULT);
+  return 1;
+}
+
+/* p:_on_settle(fn): fn(result) once the Result is published. */
+static int proc_on_settle(lua_State *L) {
+  pm_proc_box_t *box = check_box(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_argcheck(L, box->p && !box->p->settled, 1, "process already settled");
+  if (lua_getiuservalue(L, 1, UV_WAITERS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, UV_WAITERS);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  /* Someone waits: a detached child now keeps the loop alive. */
+  if (!box->p->exited) uv_ref((uv_handle_t *)&box->p->exit_poll);
+  return 0;
+}
+
+/*
+** __close and __gc: one idempotent function. Closing a running process
+** stops it (kill_signal, then SIGKILL after kill_grace); the loop reaps it.
+** A record is anchored until freed, so __gc (called with one argument,
+** where __close gets two) meets a live record only when lua_close
+** finalizes everything: the record is then orphaned, and the context's
+** teardown, which Lua finalizes last, kills and frees it without Lua.
+*/
+static int proc_close(lua_State *L) {
+  pm_proc_box_t *box = check_box(L);
+  pm_proc_t *p = box->p;
+  if (p && !box->closed && !p->exited && !p->ctx->closing)
+    pm_proc_terminate(p, "killed");
+  box->closed = 1;
+  if (p && lua_gettop(L) == 1) p->box = NULL;
+  return 0;
+}
+
+static int proc_index(lua_State *L) {
+  pm_proc_box_t *box = check_box(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "pid") == 0) {
+    lua_pushinteger(L, box->pid);
+    return 1;
+  }
+  if (strcmp(k, "name") == 0) {
+    lua_getiuservalue(L, 1, UV_SPEC);
+    lua_getfield(L, -1, "name");
+    return 1;
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_getfield(L, -1, k);
+  return 1;
+}
+
+static int proc_tostring(lua_State *L) {
+  pm_proc_box_t *box = check_box(L);
+  const char *state = box->p == NULL || box->p->exited ? "exited" : "running";
+  lua_pushfstring(L, "procmon.Process (pid %d, %s)", (int)box->pid, state);
+  return 1;
+}
+
+/* active() -> the running children of this state, newest first. */
+static int proc_active(lua_State *L) {
+  pm_ctx_t *ctx = pm_ctx(L);
+  int i = 0;
+  lua_newtable(L);
+  for (pm_proc_t *p = ctx->procs; p; p = p->next) {
+    if (p->exited || p->box == NULL) continue;
+    push_object(L, p);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+/* {=== teardown ===} */
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int reap_some(pm_ctx_t *ctx) {
+  int left = 0, st;
+  for (pm_proc_t *p = ctx->procs; p; p = p->next) {
+    if (p->detached || p->exited) continue;
+    if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+      p->exited = 1;
+      p->status = st;
+    } else {
+      left++;
+    }
+  }
+  return left;
+}
+
+/*
+** Stops every non-detached child without the loop (it may be running, or
+** gone): kill_signal to each group, up to the longest kill_grace for them
+** to exit, then SIGKILL and reap. Used on errors, signals, os.exit and at
+** lua_close, so that procrun leaves no orphans.
+*/
+void pm_proc_kill_all(pm_ctx_t *ctx) {
+  double grace = 0, deadline;
+  for (pm_proc_t *p = ctx->procs; p; p = p->next) {
+    if (p->detached) continue;
+    signal_group(p, p->exited ? SIGKILL : p->kill_signal);
+    if (!p->exited && p->kill_grace > grace) grace = p->kill_grace;
+  }
+  deadline = pm_wall_time() + grace;
+  while (reap_some(ctx) > 0 && pm_wall_time() < deadline) sleep_ms(5);
+  for (pm_proc_t *p = ctx->procs; p; p = p->next) {
+    if (p->detached) continue;
+    signal_group(p, SIGKILL);
+    if (!p->exited) {
+      while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR) {}
+      p->exited = 1;
+    }
+  }
+}
+
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  /* Each child needs a pidfd and up to three pipes. */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int pm_open_process(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"kill", proc_kill}, {"running", proc_running}, {"write", proc_write},
+    {"close_stdin", proc_close_stdin}, {"_result", proc_result},
+    {"_on_settle", proc_on_settle}, {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__index", proc_index}, {"__close", proc_close}, {"__gc", proc_close},
+    {"__tostring", proc_tostring}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, PM_PROCESS_MT);
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_setfield(L, -3, "_Process");  /* procmon.api adds the Lua methods */
+  lua_pop(L, 1);
+  lua_pushcfunction(L, proc_spawn);
+  lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, proc_active);
+  lua_setfield(L, -2, "active");
+  raise_fd_limit();
+  return 0;
+}

@@ -17,6 +17,11 @@ typedef struct pm_stream {
   int fd;               /* 0, 1 or 2: the child's descriptor */
   int mode;             /* PM_IO_* */
   int child_fd;         /* descriptor handed to the child, -1 if none */
+  int parent_fd;        /* our end of the pipe until the handle owns it */
+  const char *path;     /* { file = path }: lives in the options table */
+  int append;
+  int has_data;         /* stdin given as a string: written, then closed */
+  int discard;          /* past max_buffer: read and drop */
   int open;             /* the pipe handle is open */
   int done;             /* EOF seen or reading given up */
   int has_cb;           /* a Lua callback gets the data, no capture */

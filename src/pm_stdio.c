@@ -1,1 +1,417 @@
+/*
+** The child's stdin, stdout and stderr: option parsing, pipes and files,
+** capture (read straight into a growing buffer, no intermediate copy),
+** chunk and line callbacks, and queued writes to stdin.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "pm_process.h"
+
+#define PM_READ_SIZE (64 * 1024)
+
+static const char *const io_names[3] = {"stdin", "stdout", "stderr"};
+
+/* {=== options ===} */
+
+static void parse_file(lua_State *L, int arg, pm_stream_t *s) {
+  static const char *const keys[] = {"file", "append", NULL};
+  int t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int ok = 0;
+    lua_pop(L, 1);
+    for (int i = 0; keys[i] && !ok; i++)
+      ok = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), keys[i]) == 0;
+    if (!ok)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': unknown key '%s'",
+                                            io_names[s->fd], luaL_tolstring(L, -1, NULL)));
+  }
+  if (lua_getfield(L, t, "file") != LUA_TSTRING)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': 'file' must be a path",
+                                          io_names[s->fd]));
+  s->path = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  s->append = lua_getfield(L, t, "append") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  s->mode = PM_IO_FILE;
+}
+
+static int mode_by_name(const char *v) {
+  if (strcmp(v, "pipe") == 0) return PM_IO_PIPE;
+  if (strcmp(v, "null") == 0) return PM_IO_NULL;
+  if (strcmp(v, "inherit") == 0) return PM_IO_INHERIT;
+  return PM_IO_NONE;
+}
+
+static void parse_stream(lua_State *L, int arg, pm_stream_t *s, int detached) {
+  int t = lua_getfield(L, arg, io_names[s->fd]);
+  s->mode = s->fd == 0 || detached ? PM_IO_NULL : PM_IO_PIPE;
+  if (t == LUA_TSTRING) {
+    int m = mode_by_name(lua_tostring(L, -1));
+    if (m == PM_IO_NONE && s->fd == 0) s->has_data = 1, m = PM_IO_PIPE;
+    if (m == PM_IO_NONE)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': \"pipe\", \"inherit\", "
+                                            "\"null\" or { file = path } expected",
+                                            io_names[s->fd]));
+    s->mode = m;
+  } else if (t == LUA_TTABLE) {
+    parse_file(L, arg, s);
+  } else if (t != LUA_TNIL) {
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': string or table expected, got %s",
+                                          io_names[s->fd], luaL_typename(L, -1)));
+  }
+  lua_pop(L, 1);
+  if (detached && (s->mode == PM_IO_PIPE || s->mode == PM_IO_INHERIT))
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': a detached process takes "
+                                          "only \"null\" or { file = path }", io_names[s->fd]));
+}
+
+/* Reads stdin/stdout/stderr, on_stdout/on_stderr and lines into io[]. */
+int pm_stdio_parse(lua_State *L, int arg, pm_stream_t io[3], int detached) {
+  int lines = pm_opt_bool(L, arg, "lines");
+  memset(io, 0, 3 * sizeof *io);
+  for (int fd = 0; fd < 3; fd++) {
+    pm_stream_t *s = &io[fd];
+    s->fd = fd;
+    s->child_fd = s->parent_fd = -1;
+    parse_stream(L, arg, s, detached);
+    if (fd > 0 && pm_opt_function(L, arg, fd == 1 ? "on_stdout" : "on_stderr")) {
+      lua_pop(L, 1);
+      if (s->mode != PM_IO_PIPE)
+        luaL_argerror(L, arg, lua_pushfstring(L, "option 'on_%s' needs %s = \"pipe\"",
+                                              io_names[fd], io_names[fd]));
+      s->has_cb = 1;
+      s->lines = lines;
+    }
+  }
+  return 0;
+}
+
+/* {=== descriptors ===} */
+
+static int open_file(pm_stream_t *s) {
+  int flags = O_CLOEXEC | (s->fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT |
+                                        (s->append ? O_APPEND : O_TRUNC));
+  s->child_fd = open(s->path, flags, 0666);
+  return s->child_fd < 0 ? pm_errno() : 0;
+}
+
+static int open_pipe(pm_stream_t *s) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return pm_errno();
+  s->child_fd = s->fd == 0 ? fds[0] : fds[1];
+  s->parent_fd = s->fd == 0 ? fds[1] : fds[0];
+  return 0;
+}
+
+/* Creates pipes and opens files; 0, or pushes a failure and returns 3. */
+int pm_stdio_prepare(lua_State *L, pm_stream_t io[3], const char *what) {
+  for (int fd = 0; fd < 3; fd++) {
+    pm_stream_t *s = &io[fd];
+    int err = s->mode == PM_IO_FILE ? open_file(s) : s->mode == PM_IO_PIPE ? open_pipe(s) : 0;
+    if (err == 0) continue;
+    pm_stdio_close_child_ends(io);
+    pm_stdio_abort(io);
+    if (s->mode == PM_IO_FILE)
+      return pm_fail(L, err, "spawn '%s': %s file '%s'", what, io_names[fd], s->path);
+    return pm_fail(L, err, "spawn '%s': %s pipe", what, io_names[fd]);
+  }
+  return 0;
+}
+
+void pm_stdio_close_child_ends(pm_stream_t io[3]) {
+  for (int fd = 0; fd < 3; fd++) {
+    if (io[fd].child_fd >= 0) close(io[fd].child_fd);
+    io[fd].child_fd = -1;
+  }
+}
+
+void pm_stdio_abort(pm_stream_t io[3]) {
+  for (int fd = 0; fd < 3; fd++) {
+    if (io[fd].parent_fd >= 0) close(io[fd].parent_fd);
+    io[fd].parent_fd = -1;
+  }
+}
+
+/* {=== delivery to Lua callbacks ===} */
+
+typedef struct chunk {
+  pm_stream_t *s;
+  const char *data;
+  size_t len;
+  int final;
+} chunk_t;
+
+static void append_carry(pm_stream_t *s, const char *d, size_t n) {
+  if (s->carry_len + n > s->carry_cap) {
+    size_t cap = s->carry_cap ? s->carry_cap : 256;
+    while (cap < s->carry_len + n) cap *= 2;
+    char *c = (char *)realloc(s->carry, cap);
+    if (c == NULL) abort();  /* like Lua itself, we cannot go on without memory */
+    s->carry = c;
+    s->carry_cap = cap;
+  }
+  memcpy(s->carry + s->carry_len, d, n);
+  s->carry_len += n;
+}
+
+static void emit_line(lua_State *L, const char *d, size_t n) {
+  if (n > 0 && d[n - 1] == '\r') n--;
+  lua_pushvalue(L, 2);
+  lua_pushlstring(L, d, n);
+  lua_call(L, 1, 0);
+}
+
+static void emit_carry(lua_State *L, pm_stream_t *s) {
+  size_t n = s->carry_len;
+  s->carry_len = 0;  /* first: an error in the callback must not replay it */
+  emit_line(L, s->carry, n);
+}
+
+/* Splits on '\n'; a partial line waits in the carry for the next chunk. */
+static void emit_lines(lua_State *L, chunk_t *c) {
+  pm_stream_t *s = c->s;
+  const char *d = c->data, *end = c->data + c->len;
+  while (d < end) {
+    const char *nl = (const char *)memchr(d, '\n', (size_t)(end - d));
+    if (nl == NULL) {
+      append_carry(s, d, (size_t)(end - d));
+      break;
+    }
+    if (s->carry_len > 0) {
+      append_carry(s, d, (size_t)(nl - d));
+      emit_carry(L, s);
+    } else {
+      emit_line(L, d, (size_t)(nl - d));
+    }
+    d = nl + 1;
+  }
+  if (c->final && s->carry_len > 0) emit_carry(L, s);
+}
+
+/* Runs under pm_call: one protected call per chunk, plain calls per line. */
+static int deliver_cb(lua_State *L) {
+  chunk_t *c = (chunk_t *)lua_touserdata(L, 1);
+  lua_settop(L, 1);
+  if (!pm_proc_push_callback(c->s->proc, c->s->fd == 1 ? "on_stdout" : "on_stderr"))
+    return 0;
+  if (c->s->lines) {
+    emit_lines(L, c);
+  } else if (c->len > 0) {
+    lua_pushlstring(L, c->data, c->len);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+static void deliver(pm_stream_t *s, const char *data, size_t len, int final) {
+  pm_ctx_t *ctx = s->proc->ctx;
+  chunk_t c = {s, data, len, final};
+  if (ctx->closing || s->proc->box == NULL) return;
+  if (len == 0 && !(final && s->carry_len > 0)) return;
+  lua_pushcfunction(ctx->L, deliver_cb);
+  lua_pushlightuserdata(ctx->L, &c);
+  pm_call(ctx, 1);
+}
+
+/* {=== reading ===} */
+
+static char discard_buf[PM_READ_SIZE];  /* single-threaded: read, then drop */
+
+static void grow_buffer(pm_stream_t *s, size_t want) {
+  size_t cap = s->cap ? s->cap : PM_READ_SIZE;
+  char *b;
+  while (cap - s->len < want) cap *= 2;
+  if (cap == s->cap) return;
+  b = (char *)realloc(s->buf, cap);  /* large blocks move by mremap, not copy */
+  if (b == NULL) abort();
+  s->buf = b;
+  s->cap = cap;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  pm_stream_t *s = (pm_stream_t *)((char *)h - offsetof(pm_stream_t, pipe));
+  (void)suggested;
+  if (s->discard) {
+    *buf = uv_buf_init(discard_buf, sizeof discard_buf);
+  } else if (s->has_cb) {
+    if (s->buf == NULL) s->buf = (char *)malloc(PM_READ_SIZE);
+    if (s->buf == NULL) abort();
+    *buf = uv_buf_init(s->buf, PM_READ_SIZE);
+  } else {
+    grow_buffer(s, PM_READ_SIZE);
+    *buf = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
+  }
+}
+
+static void close_stream(pm_stream_t *s) {
+  if (!s->open) return;
+  s->open = 0;
+  if (!uv_is_closing((uv_handle_t *)&s->pipe))
+    uv_close((uv_handle_t *)&s->pipe, pm_proc_handle_close_cb);
+}
+
+/* EOF (or a read error, or the pipe grace ran out): this stream is done. */
+static void stream_eof(pm_stream_t *s) {
+  if (s->done) return;
+  s->done = 1;
+  if (s->has_cb && s->lines) deliver(s, NULL, 0, 1);
+  close_stream(s);
+}
+
+static void captured(pm_stream_t *s, size_t n) {
+  pm_proc_t *p = s->proc;
+  s->len += n;
+  if (s->len > p->max_buffer) {
+    s->len = p->max_buffer;
+    s->discard = 1;
+    p->truncated = 1;
+    pm_proc_terminate(p, "max_buffer");
+  }
+}
+
+static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
+  pm_stream_t *s = (pm_stream_t *)((char *)h - offsetof(pm_stream_t, pipe));
+  pm_proc_t *p = s->proc;
+  if (n > 0) {
+    pm_proc_output_activity(p);
+    if (s->discard) return;
+    if (s->has_cb) deliver(s, buf->base, (size_t)n, 0);
+    else captured(s, (size_t)n);
+  } else if (n < 0) {
+    stream_eof(s);
+    pm_proc_stream_done(p);
+  }
+}
+
+static void open_stream(pm_proc_t *p, pm_stream_t *s) {
+  uv_pipe_init(p->ctx->loop, &s->pipe, 0);
+  s->pipe.data = p;
+  p->open_handles++;
+  pm_handle_opened(p->ctx);
+  uv_pipe_open(&s->pipe, s->parent_fd);
+  s->parent_fd = -1;
+  s->open = 1;
+}
+
+static int stdin_send(pm_stream_t *s, const char *data, size_t len);
+
+/* Opens our pipe ends in the loop, starts reading, feeds a stdin string. */
+int pm_stdio_start(pm_proc_t *p, lua_State *L, int opts) {
+  for (int fd = 0; fd < 3; fd++) {
+    pm_stream_t *s = &p->io[fd];
+    if (s->mode != PM_IO_PIPE) {
+      s->done = 1;
+      continue;
+    }
+    open_stream(p, s);
+    if (fd > 0) uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
+  }
+  if (p->io[0].has_data) {
+    size_t len;
+    const char *data;
+    lua_getfield(L, opts, "stdin");
+    data = lua_tolstring(L, -1, &len);
+    stdin_send(&p->io[0], data, len);  /* EPIPE: the child did not want it */
+    lua_pop(L, 1);
+    pm_stdio_close_stdin(p);
+  }
+  return 0;
+}
+
+/* At settle: whatever is still open is closed; a last partial line is
+** delivered. */
+void pm_stdio_finish(pm_proc_t *p) {
+  stream_eof(&p->io[1]);
+  stream_eof(&p->io[2]);
+  close_stream(&p->io[0]);
+}
+
+void pm_stdio_push_output(lua_State *L, pm_proc_t *p, int fd) {
+  pm_stream_t *s = &p->io[fd];
+  if (s->mode != PM_IO_PIPE || s->has_cb) lua_pushnil(L);
+  else lua_pushlstring(L, s->buf ? s->buf : "", s->len);
+}
+
+void pm_stdio_free(pm_proc_t *p) {
+  for (int fd = 0; fd < 3; fd++) {
+    pm_stream_t *s = &p->io[fd];
+    free(s->buf);
+    free(s->carry);
+    s->buf = s->carry = NULL;
+    s->len = s->cap = s->carry_len = s->carry_cap = 0;
+  }
+}
+
+/* {=== writing to stdin ===} */
+
+typedef struct write_req {
+  uv_write_t req;
+  char data[];
+} write_req_t;
+
+static void write_cb(uv_write_t *req, int status) {
+  (void)status;  /* EPIPE or ECANCELED: the child is gone; p:write said so */
+  free(req);
+}
+
+/* Writes what the pipe takes now and queues the rest (copied). */
+static int stdin_send(pm_stream_t *s, const char *data, size_t len) {
+  uv_stream_t *st = (uv_stream_t *)&s->pipe;
+  uv_buf_t buf = uv_buf_init((char *)data, (unsigned int)len);
+  write_req_t *w;
+  int r = 0;
+  if (uv_stream_get_write_queue_size(st) == 0) {
+    r = uv_try_write(st, &buf, 1);
+    if (r < 0 && r != UV_EAGAIN) return r;
+    if (r == UV_EAGAIN) r = 0;
+    if ((size_t)r == len) return 0;
+  }
+  w = (write_req_t *)malloc(sizeof *w + len - (size_t)r);
+  if (w == NULL) return UV_ENOMEM;
+  memcpy(w->data, data + r, len - (size_t)r);
+  buf = uv_buf_init(w->data, (unsigned int)(len - (size_t)r));
+  if ((r = uv_write(&w->req, st, &buf, 1, write_cb)) != 0) free(w);
+  return r;
+}
+
+/* p:write(data): true, or fail once the child or its stdin is gone. */
+int pm_stdio_write(lua_State *L, pm_proc_t *p, const char *data, size_t len) {
+  pm_stream_t *s = p ? &p->io[0] : NULL;
+  int r;
+  if (s && (s->mode != PM_IO_PIPE || s->has_data))
+    return luaL_error(L, "stdin is not a pipe (spawn with stdin = \"pipe\")");
+  if (s && s->closing_stdin) return luaL_error(L, "stdin is closed");
+  if (s == NULL || !s->open || p->settled)
+    return pm_fail(L, UV_EPIPE, "write to process");
+  if ((r = stdin_send(s, data, len)) != 0) return pm_fail(L, r, "write to process %d", (int)p->pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  pm_stream_t *s = (pm_stream_t *)req->data;
+  (void)status;
+  free(req);
+  close_stream(s);
+}
+
+/* Closes stdin once the queued writes are out (EOF for the child). */
+int pm_stdio_close_stdin(pm_proc_t *p) {
+  pm_stream_t *s = &p->io[0];
+  uv_shutdown_t *req;
+  if (!s->open || s->closing_stdin) return 0;
+  s->closing_stdin = 1;
+  req = (uv_shutdown_t *)malloc(sizeof *req);
+  if (req == NULL || uv_shutdown(req, (uv_stream_t *)&s->pipe, shutdown_cb) != 0) {
+    free(req);
+    close_stream(s);
+    return 0;
+  }
+  req->data = s;
+  return 0;
+}
