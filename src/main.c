@@ -137,10 +137,6 @@ static int exit_status(lua_State *L, int status) {
   return 0;
 }
 
-static void kill_children_at_exit(void) {
-  if (global_L) procmon_kill_children(global_L);
-}
-
 int main(int argc, char **argv) {
   uv_loop_t loop;
   lua_State *L;
@@ -168,7 +164,6 @@ int main(int argc, char **argv) {
   uv_async_init(&loop, &wake, wake_cb);
   uv_unref((uv_handle_t *)&wake);
   install_signals();
-  atexit(kill_children_at_exit);  /* os.exit() leaves no orphans either */
   open_libs(L);
   procmon_set_loop(L, &loop);
   /* With -e, arg[0] is the chunk and arg[1..] (and ...) its arguments. */

@@ -39,6 +39,7 @@ typedef struct pm_ctx {
   int running;          /* uv_run in progress (never re-entered) */
   long handles;         /* open handles, for procmon._handles() */
   pm_proc_t *procs;     /* live children, newest first */
+  struct pm_ctx *next_live;
 } pm_ctx_t;
 
 pm_ctx_t *pm_ctx(lua_State *L);

@@ -12,6 +12,31 @@ static const char CTX_KEY[] = "procmon.ctx";
 static const char ERROR_KEY[] = "procmon.error";
 static const char LAST_ERROR_KEY[] = "procmon.lasterror";
 
+/* Live contexts, for the exit handler: os.exit() must not leave orphans,
+** and by then Lua may be closed, so the handler reaches no Lua at all. */
+static pm_ctx_t *live_contexts;
+
+static void kill_children_at_exit(void) {
+  for (pm_ctx_t *c = live_contexts; c; c = c->next_live)
+    if (!c->closing) pm_proc_kill_all(c);
+}
+
+static void track_context(pm_ctx_t *ctx) {
+  static int registered;
+  if (!registered) registered = atexit(kill_children_at_exit) == 0;
+  ctx->next_live = live_contexts;
+  live_contexts = ctx;
+}
+
+static void untrack_context(pm_ctx_t *ctx) {
+  for (pm_ctx_t **pp = &live_contexts; *pp; pp = &(*pp)->next_live) {
+    if (*pp == ctx) {
+      *pp = ctx->next_live;
+      return;
+    }
+  }
+}
+
 static int ctx_gc(lua_State *L) {
   pm_ctx_t *ctx = (pm_ctx_t *)lua_touserdata(L, 1);
   pm_ctx_teardown(ctx);
@@ -37,6 +62,7 @@ static pm_ctx_t *ctx_create(lua_State *L, uv_loop_t *loop) {
   }
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  track_context(ctx);
   return ctx;
 }
 
@@ -75,8 +101,10 @@ static void walk_close_cb(uv_handle_t *h, void *arg) {
 void pm_ctx_teardown(pm_ctx_t *ctx) {
   if (ctx->closing) return;
   ctx->closing = 1;
+  untrack_context(ctx);
   pm_proc_kill_all(ctx);
   uv_walk(ctx->loop, walk_close_cb, NULL);
+  if (ctx->running) return;  /* lua_close from a callback: exit is near */
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   if (ctx->owns_loop) {
     while (uv_loop_close(ctx->loop) == UV_EBUSY) uv_run(ctx->loop, UV_RUN_ONCE);

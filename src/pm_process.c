@@ -769,6 +769,15 @@ static void raise_fd_limit(void) {
   }
 }
 
+/* A write to a child that exited must be an EPIPE failure, not the death
+** of the host (a stock lua5.4 keeps SIGPIPE's default). A host's own
+** handler is left alone. */
+static void ignore_sigpipe(void) {
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int pm_open_process(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"kill", proc_kill}, {"running", proc_running}, {"write", proc_write},
@@ -791,5 +800,6 @@ int pm_open_process(lua_State *L) {
   lua_pushcfunction(L, proc_active);
   lua_setfield(L, -2, "active");
   raise_fd_limit();
+  ignore_sigpipe();
   return 0;
 }

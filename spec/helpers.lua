@@ -1,0 +1,80 @@
+-- Shared spec helpers: the interpreter running the suite, fixture
+-- commands, /proc probes, and the after_each check that nothing leaks.
+local pm = require "procmon"
+local assert = require "luassert"
+
+local H = {}
+
+H.lua = assert(os.getenv("PM_LUA"), "run the specs through spec/run")
+H.build = assert(os.getenv("PM_BUILD_DIR"))
+H.procrun = H.build .. "/procrun"
+H.root = os.getenv("PWD")
+
+--- Absolute path of spec/fixtures/<name>.lua.
+function H.fixture(name) return H.root .. "/spec/fixtures/" .. name .. ".lua" end
+
+--- argv running a fixture with the interpreter running the suite.
+function H.cmd(name, ...) return { H.lua, H.fixture(name), ... } end
+
+--- The state letter of /proc/<pid>/stat ("R", "S", "Z"...), nil if gone.
+function H.proc_state(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s:match("%) (%a)")
+end
+
+--- Whether pid exists, zombies included (a zombie is a reaping bug).
+function H.exists(pid) return H.proc_state(pid) ~= nil end
+
+--- Pids of live processes whose process group is pgid.
+function H.group_members(pgid)
+  local found = {}
+  local ls = io.popen("ls /proc")
+  for name in ls:lines() do
+    if name:match("^%d+$") then
+      local f = io.open("/proc/" .. name .. "/stat")
+      local s = f and f:read("a")
+      if f then f:close() end
+      local pgrp = s and s:match("%) %a %d+ (%d+)")
+      if pgrp and tonumber(pgrp) == pgid then found[#found + 1] = tonumber(name) end
+    end
+  end
+  ls:close()
+  return found
+end
+
+--- Polls fn() until true or `timeout` seconds pass; returns fn()'s last value.
+function H.eventually(fn, timeout)
+  local deadline = pm.time() + (timeout or 3)
+  repeat
+    local v = fn()
+    if v then return v end
+    pm.sleep(0.02)
+  until pm.time() > deadline
+  return fn()
+end
+
+--- after_each: stop leftovers, drain the loop, then no handle may be open.
+function H.assert_no_live_handles()
+  for _, p in ipairs(pm.active()) do p:kill("KILL") end
+  pm.loop()
+  assert.are.equal(0, pm._handles(), "live libuv handles after the test")
+end
+
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function H.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -m 700 " .. p))
+  return p
+end
+
+return H
