@@ -40,8 +40,11 @@ enum { UV_SPEC = 1, UV_RESULT, UV_WAITERS, UV_COUNT = UV_WAITERS };
 
 /* {=== the record's handles ===} */
 
+static void unlink_proc(pm_proc_t *p);
+
 static void proc_free(pm_proc_t *p) {
   pm_ctx_t *ctx = p->ctx;
+  unlink_proc(p);
   if (p->box) p->box->p = NULL;
   if (!ctx->closing) luaL_unref(ctx->L, LUA_REGISTRYINDEX, p->ref);
   pm_stdio_free(p);
@@ -81,9 +84,12 @@ static void signal_group(pm_proc_t *p, int sig) {
   if (kill(-p->pid, sig) != 0 && !p->exited) kill(p->pid, sig);
 }
 
+/* The grace is over: SIGKILL for the group, even when the leader is gone
+** already, so that members which ignored kill_signal do not linger. */
 static void kill_timer_cb(uv_timer_t *t) {
   pm_proc_t *p = (pm_proc_t *)t->data;
-  if (!p->exited) signal_group(p, SIGKILL);
+  signal_group(p, SIGKILL);
+  if (p->settled) close_handle((uv_handle_t *)t);
 }
 
 /* Stops the child on procmon's own account: kill_signal to its group,
@@ -208,10 +214,11 @@ static void proc_settle(pm_proc_t *p) {
   lua_State *L = p->ctx->L;
   int obj;
   p->settled = 1;
-  unlink_proc(p);
   close_handle((uv_handle_t *)&p->timeout_timer);
   close_handle((uv_handle_t *)&p->idle_timer);
-  close_handle((uv_handle_t *)&p->kill_timer);
+  close_handle((uv_handle_t *)&p->grace_timer);
+  if (!uv_is_active((uv_handle_t *)&p->kill_timer))
+    close_handle((uv_handle_t *)&p->kill_timer);
   pm_stdio_finish(p);
   if (p->ctx->closing || p->box == NULL) return;
   push_object(L, p);
@@ -243,13 +250,12 @@ static void proc_exited(pm_proc_t *p, int status) {
   p->pidfd = -1;
   uv_timer_stop(&p->timeout_timer);
   uv_timer_stop(&p->idle_timer);
-  uv_timer_stop(&p->kill_timer);
-  /* After procmon stopped the child, nothing of its group may linger. */
-  if (p->reason) signal_group(p, SIGKILL);
+  /* A running kill_timer goes on: the group may hold members that ignore
+  ** kill_signal; they get SIGKILL when the grace is over. */
   if (p->io[1].done && p->io[2].done)
     proc_settle(p);
   else
-    uv_timer_start(&p->kill_timer, pipe_grace_cb, PM_PIPE_GRACE_MS, 0);
+    uv_timer_start(&p->grace_timer, pipe_grace_cb, PM_PIPE_GRACE_MS, 0);
 }
 
 static void exit_poll_cb(uv_poll_t *h, int status, int events) {
@@ -481,6 +487,7 @@ static void start_timers(pm_proc_t *p) {
   init_timer(p, &p->timeout_timer);
   init_timer(p, &p->idle_timer);
   init_timer(p, &p->kill_timer);
+  init_timer(p, &p->grace_timer);
   if (p->timeout > 0)
     uv_timer_start(&p->timeout_timer, timeout_cb, (uint64_t)(p->timeout * 1000), 0);
   if (p->idle_timeout > 0) {

@@ -49,7 +49,7 @@ struct pm_proc {
   pid_t pid;
   int pidfd;
   uv_poll_t exit_poll;
-  uv_timer_t timeout_timer, idle_timer, kill_timer;
+  uv_timer_t timeout_timer, idle_timer, kill_timer, grace_timer;
   pm_stream_t io[3];
   int detached, exited, settled, status, killing, user_signal;
   int kill_signal;
