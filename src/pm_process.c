@@ -84,22 +84,37 @@ static void signal_group(pm_proc_t *p, int sig) {
   if (kill(-p->pid, sig) != 0 && !p->exited) kill(p->pid, sig);
 }
 
-/* The grace is over: SIGKILL for the group, even when the leader is gone
-** already, so that members which ignored kill_signal do not linger. */
+static void kill_timer_done(pm_proc_t *p) {
+  uv_timer_stop(&p->kill_timer);
+  if (p->settled) close_handle((uv_handle_t *)&p->kill_timer);
+}
+
+/*
+** Ticks while procmon stops a child. When the grace is over the group gets
+** SIGKILL, even if the leader is gone already, so that members ignoring
+** kill_signal do not linger; an emptied group ends the watch early.
+*/
 static void kill_timer_cb(uv_timer_t *t) {
   pm_proc_t *p = (pm_proc_t *)t->data;
-  signal_group(p, SIGKILL);
-  if (p->settled) close_handle((uv_handle_t *)t);
+  if (uv_now(p->ctx->loop) >= p->kill_deadline) {
+    signal_group(p, SIGKILL);
+    kill_timer_done(p);
+  } else if (p->exited && kill(-p->pid, 0) != 0) {
+    kill_timer_done(p);
+  }
 }
 
 /* Stops the child on procmon's own account: kill_signal to its group,
 ** then SIGKILL after kill_grace. The first reason is the one reported. */
 void pm_proc_terminate(pm_proc_t *p, const char *reason) {
+  uint64_t grace = (uint64_t)(p->kill_grace * 1000);
   if (p->reason == NULL) p->reason = reason;
   if (p->exited || p->killing) return;
   p->killing = 1;
   signal_group(p, p->kill_signal);
-  uv_timer_start(&p->kill_timer, kill_timer_cb, (uint64_t)(p->kill_grace * 1000), 0);
+  uv_update_time(p->ctx->loop);
+  p->kill_deadline = uv_now(p->ctx->loop) + grace;
+  uv_timer_start(&p->kill_timer, kill_timer_cb, grace < 50 ? grace : 50, 50);
 }
 
 static void timeout_cb(uv_timer_t *t) {
@@ -251,7 +266,9 @@ static void proc_exited(pm_proc_t *p, int status) {
   uv_timer_stop(&p->timeout_timer);
   uv_timer_stop(&p->idle_timer);
   /* A running kill_timer goes on: the group may hold members that ignore
-  ** kill_signal; they get SIGKILL when the grace is over. */
+  ** kill_signal; they get SIGKILL when the grace is over, or when the
+  ** loop ends first (teardown), as it need not wait for them. */
+  if (uv_is_active((uv_handle_t *)&p->kill_timer)) uv_unref((uv_handle_t *)&p->kill_timer);
   if (p->io[1].done && p->io[2].done)
     proc_settle(p);
   else
@@ -484,6 +501,7 @@ static int spawn_failure(lua_State *L, spawn_spec_t *sp, int err) {
 /* {=== spawn: the record ===} */
 
 static void start_timers(pm_proc_t *p) {
+  uv_update_time(p->ctx->loop);  /* timeouts count from now, not the last tick */
   init_timer(p, &p->timeout_timer);
   init_timer(p, &p->idle_timer);
   init_timer(p, &p->kill_timer);

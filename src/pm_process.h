@@ -58,6 +58,7 @@ struct pm_proc {
   const char *reason;   /* set when procmon itself stops the child */
   int truncated;
   double started_at, ended_at;
+  uint64_t kill_deadline; /* loop time (ms) of the SIGKILL */
 };
 
 /* pm_stdio.c */

@@ -1,0 +1,158 @@
+-- Misuse raises with the argument named; system failures return
+-- nil, msg, code; errors in callbacks and tasks are never swallowed.
+local pm = require "procmon"
+local H = require "helpers"
+
+describe("errors", function()
+  after_each(H.assert_no_live_handles)
+
+  describe("misuse raises", function()
+    local cases = {
+      { "unknown option", function() pm.spawn({ "true" }, { tiemout = 1 }) end,
+        "bad argument #2 to 'spawn' %(unknown option 'tiemout'%)" },
+      { "cmd of the wrong type", function() pm.spawn(42) end,
+        "bad argument #1 to 'spawn' %(table %(argv; a string needs shell = true%) expected, got number%)" },
+      { "a string cmd without shell", function() pm.spawn("ls -l") end, "a string needs shell = true" },
+      { "a table cmd with shell", function() pm.spawn({ "ls" }, { shell = true }) end,
+        "string %(with shell = true%) expected" },
+      { "an empty argv", function() pm.spawn({}) end, "bad argument #1 to 'spawn' %(empty command%)" },
+      { "a non-string argv element", function() pm.spawn({ "echo", {} }) end, "command element 2" },
+      { "a negative timeout", function() pm.spawn({ "true" }, { timeout = -1 }) end,
+        "option 'timeout': must be a non%-negative number" },
+      { "a wrong option type", function() pm.spawn({ "true" }, { cwd = 1 }) end,
+        "option 'cwd': string expected, got number" },
+      { "an unknown stream mode", function() pm.spawn({ "true" }, { stdout = "file" }) end,
+        "option 'stdout'" },
+      { "an unknown signal", function() pm.spawn({ "true" }, { kill_signal = "NOPE" }) end,
+        "unknown signal 'NOPE'" },
+      { "a callback without a pipe", function() pm.spawn({ "true" }, { stdout = "null", on_stdout = print }) end,
+        "option 'on_stdout' needs stdout = \"pipe\"" },
+      { "bad env values", function() pm.spawn({ "true" }, { env = { A = {} } }) end,
+        "option 'env': values must be" },
+      { "a negative wait", function() pm.spawn(H.cmd("exit", "0")):wait(-1) end,
+        "bad argument #1 to 'wait'" },
+      { "a task without a function", function() pm.task(1) end, "bad argument #1 to 'task'" },
+      { "run_all concurrency 0", function() pm.run_all({}, { concurrency = 0 }) end,
+        "concurrency must be a positive integer" },
+      { "write without a stdin pipe", function() pm.spawn(H.cmd("sleep", "30")):write("x") end,
+        "stdin is not a pipe" },
+    }
+    for _, c in ipairs(cases) do
+      it("on " .. c[1], function() assert.error_matches(c[2], c[3]) end)
+    end
+
+    it("on a method of a closed process", function()
+      local p = assert(pm.spawn(H.cmd("sleep", "30")))
+      getmetatable(p).__close(p, nil)
+      assert.error_matches(function() p:kill() end, "attempt to use a closed process")
+      assert.error_matches(function() p:write("x") end, "attempt to use a closed process")
+      assert.is_not_nil(p:wait().signal)
+    end)
+
+    it("on write after close_stdin", function()
+      local p = assert(pm.spawn(H.cmd("cat"), { stdin = "pipe" }))
+      p:close_stdin()
+      assert.error_matches(function() p:write("x") end, "stdin is closed")
+      p:wait()
+    end)
+  end)
+
+  describe("system failures return nil, msg, code", function()
+    it("for a missing command", function()
+      local p, msg, code = pm.spawn({ "no-such-cmd-pm" })
+      assert.is_nil(p)
+      assert.are.equal("ENOENT", code)
+      assert.are.equal("spawn 'no-such-cmd-pm': ENOENT: no such file or directory", msg)
+    end)
+
+    it("for a missing cwd, naming the cwd", function()
+      local p, msg, code = pm.spawn(H.cmd("echo"), { cwd = "/no/such/dir" })
+      assert.is_nil(p)
+      assert.are.equal("ENOENT", code)
+      assert.matches("cwd '/no/such/dir': ENOENT", msg, 1, true)
+    end)
+
+    it("for a cwd that is a file", function()
+      local _, msg, code = pm.spawn(H.cmd("echo"), { cwd = H.fixture("echo") })
+      assert.are.equal("ENOTDIR", code)
+      assert.matches("cwd '", msg, 1, true)
+    end)
+
+    it("for a file that is not executable", function()
+      local _, msg, code = pm.spawn({ H.fixture("echo") })
+      assert.are.equal("EACCES", code)
+      assert.matches("EACCES", msg)
+    end)
+
+    it("from run and run_all too", function()
+      local r, _, code = pm.run({ "no-such-cmd-pm" })
+      assert.is_nil(r)
+      assert.are.equal("ENOENT", code)
+      local rs = pm.run_all({ { { "no-such-cmd-pm" } }, { H.cmd("echo", "ok") } })
+      assert.is_false(rs[1].ok)
+      assert.are.equal("ENOENT", rs[1].error_code)
+      assert.are.equal("ok\n", rs[2].stdout)
+    end)
+
+    it("for a write to a child that has exited", function()
+      local p = assert(pm.spawn(H.cmd("exit", "0"), { stdin = "pipe" }))
+      p:wait()
+      local ok, msg, code = p:write("late")
+      assert.is_nil(ok)
+      assert.are.equal("EPIPE", code)
+      assert.matches("EPIPE", msg)
+    end)
+
+    it("for a write into a pipe the child closed", function()
+      local p = assert(pm.spawn({ "sh", "-c", "exec 0<&-; sleep 0.3" }, { stdin = "pipe" }))
+      pm.sleep(0.1)
+      local ok, _, code = p:write("x")
+      assert.is_nil(ok)
+      assert.are.equal("EPIPE", code)
+      p:wait()
+    end)
+  end)
+
+  describe("errors in callbacks", function()
+    it("re-raise from wait with the callback's traceback", function()
+      local p = assert(pm.spawn(H.cmd("exit", "0"), { on_exit = function() error("boom in on_exit") end }))
+      local ok, err = pcall(p.wait, p)
+      assert.is_false(ok)
+      assert.matches("boom in on_exit", err)
+      assert.matches("stack traceback", err)
+    end)
+
+    it("re-raise from loop", function()
+      pm.spawn(H.cmd("echo", "x"), { on_stdout = function() error("boom in on_stdout") end })
+      local ok, err = pcall(pm.loop)
+      assert.is_false(ok)
+      assert.matches("boom in on_stdout", err)
+    end)
+
+    it("re-raise from a task's sleep", function()
+      pm.task(function()
+        pm.sleep(0.01)
+        error("boom in task")
+      end)
+      local ok, err = pcall(pm.loop)
+      assert.is_false(ok)
+      assert.matches("boom in task", err)
+    end)
+
+    it("raise when a plain callback blocks", function()
+      local seen
+      pm.spawn(H.cmd("exit", "0"), { on_exit = function()
+        seen = select(2, pcall(pm.sleep, 0.01))
+      end })
+      pm.loop()
+      assert.matches("cannot block inside a callback", seen)
+    end)
+
+    it("raise when a task runs the loop", function()
+      local t = pm.task(function() return pcall(pm.loop) end)
+      local ok, err = t:wait()
+      assert.is_false(ok)
+      assert.matches("cannot run the loop inside a task", err)
+    end)
+  end)
+end)

@@ -1,0 +1,103 @@
+-- Concurrency: tasks yield to the loop, run_all honours its limit.
+local pm = require "procmon"
+local H = require "helpers"
+
+describe("tasks", function()
+  after_each(H.assert_no_live_handles)
+
+  it("run two 0.3 s sleeps concurrently", function()
+    local t0 = pm.time()
+    local a = pm.task(function() pm.sleep(0.3); return "a" end)
+    local b = pm.task(function() pm.sleep(0.3); return "b" end)
+    assert.are.equal("a", a:wait())
+    assert.are.equal("b", b:wait())
+    local dt = pm.time() - t0
+    assert.is_true(dt >= 0.29 and dt < 0.55, "took " .. dt)
+  end)
+
+  it("run two processes concurrently with wait inside tasks", function()
+    local t0 = pm.time()
+    local ts = {}
+    for i = 1, 2 do ts[i] = pm.task(function() return pm.run(H.cmd("sleep", "0.3")).code end) end
+    assert.are.equal(0, ts[1]:wait())
+    assert.are.equal(0, ts[2]:wait())
+    assert.is_true(pm.time() - t0 < 0.55)
+  end)
+
+  it("start at once and return every value", function()
+    local order = {}
+    local t = pm.task(function(x, y)
+      order[#order + 1] = "started"
+      pm.sleep(0)
+      return x + y, nil, "z"
+    end, 1, 2)
+    order[#order + 1] = "after task()"
+    assert.are.same({ "started", "after task()" }, order)
+    local a, b, c = t:wait()
+    assert.are.same({ 3, nil, "z" }, { a, b, c })
+    assert.is_true(t:done())
+  end)
+
+  it("can wait for other tasks", function()
+    local inner = pm.task(function() pm.sleep(0.05); return 7 end)
+    local outer = pm.task(function() return inner:wait() * 6 end)
+    assert.are.equal(42, outer:wait())
+  end)
+
+  it("are driven by loop() under a stock interpreter too", function()
+    local done = false
+    pm.task(function() pm.sleep(0.05); done = true end)
+    pm.loop()
+    assert.is_true(done)
+  end)
+
+  it("times a wait out inside a task", function()
+    local t = pm.task(function()
+      local p = pm.spawn(H.cmd("sleep", "30"))
+      local r, _, code = p:wait(0.05)
+      p:kill("KILL")
+      p:wait()
+      return r, code
+    end)
+    local r, code = t:wait()
+    assert.is_nil(r)
+    assert.are.equal("ETIMEDOUT", code)
+  end)
+end)
+
+describe("run_all", function()
+  after_each(H.assert_no_live_handles)
+
+  it("returns results in input order", function()
+    local jobs = {}
+    for i = 1, 6 do jobs[i] = { H.cmd("echo", tostring(i)) } end
+    local rs = pm.run_all(jobs, { concurrency = 3 })
+    for i = 1, 6 do assert.are.equal(i .. "\n", rs[i].stdout) end
+  end)
+
+  it("never runs more than the limit at once", function()
+    local jobs, peak = {}, 0
+    for i = 1, 8 do jobs[i] = { { "sleep", "0.1" } } end
+    local sampler = pm.task(function()
+      for _ = 1, 40 do
+        peak = math.max(peak, #pm.active())
+        pm.sleep(0.01)
+      end
+    end)
+    local rs = pm.run_all(jobs, { concurrency = 3 })
+    sampler:wait()
+    assert.are.equal(8, #rs)
+    assert.are.equal(3, peak)
+  end)
+
+  it("passes per-job options and still calls their on_exit", function()
+    local seen
+    local rs = pm.run_all({ { H.cmd("cat"), { stdin = "in", on_exit = function(r) seen = r.stdout end } } })
+    assert.are.equal("in", rs[1].stdout)
+    assert.are.equal("in", seen)
+  end)
+
+  it("returns an empty list for no jobs", function()
+    assert.are.same({}, pm.run_all({}))
+  end)
+end)
