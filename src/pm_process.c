@@ -694,10 +694,13 @@ static int proc_on_settle(lua_State *L) {
 static int proc_close(lua_State *L) {
   pm_proc_box_t *box = check_box(L);
   pm_proc_t *p = box->p;
-  if (p && !box->closed && !p->exited && !p->ctx->closing)
+  int finalizing = lua_gettop(L) == 1;
+  if (p && finalizing) {
+    p->box = NULL;  /* detached children live on; the others meet teardown */
+  } else if (p && !box->closed && !p->exited && !p->ctx->closing) {
     pm_proc_terminate(p, "killed");
+  }
   box->closed = 1;
-  if (p && lua_gettop(L) == 1) p->box = NULL;
   return 0;
 }
 
