@@ -697,6 +697,7 @@ static int proc_close(lua_State *L) {
   int finalizing = lua_gettop(L) == 1;
   if (p && finalizing) {
     p->box = NULL;  /* detached children live on; the others meet teardown */
+    box->p = NULL;
   } else if (p && !box->closed && !p->exited && !p->ctx->closing) {
     pm_proc_terminate(p, "killed");
   }
