@@ -40,6 +40,10 @@ typedef struct pm_ctx {
   long handles;         /* open handles, for procmon._handles() */
   pm_proc_t *procs;     /* live children, newest first */
   struct pm_ctx *next_live;
+  int no_pidfd;         /* pidfd_open unavailable: reap on SIGCHLD */
+  uv_signal_t sigchld;  /* started on first use; data NULL (not walked) */
+  int sigchld_on;
+  int sigchld_refs;     /* children that keep the loop alive */
 } pm_ctx_t;
 
 pm_ctx_t *pm_ctx(lua_State *L);
@@ -69,6 +73,7 @@ void *pm_scratch(lua_State *L, size_t size);
 /* {=== processes (pm_process.c, pm_stdio.c) ===} */
 int pm_open_process(lua_State *L);
 void pm_proc_kill_all(pm_ctx_t *ctx);
+int pm_pidfd_supported(void);
 
 /* {=== timers (pm_loop.c) ===} */
 int pm_open_loop(lua_State *L);

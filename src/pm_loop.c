@@ -53,6 +53,7 @@ static pm_ctx_t *ctx_create(lua_State *L, uv_loop_t *loop) {
     ctx->loop = &ctx->own_loop;
     ctx->owns_loop = 1;
   }
+  ctx->no_pidfd = !pm_pidfd_supported();
   lua_pushthread(L);
   ctx->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -103,6 +104,7 @@ void pm_ctx_teardown(pm_ctx_t *ctx) {
   ctx->closing = 1;
   untrack_context(ctx);
   pm_proc_kill_all(ctx);
+  if (ctx->sigchld_on) uv_close((uv_handle_t *)&ctx->sigchld, NULL);
   uv_walk(ctx->loop, walk_close_cb, NULL);
   if (ctx->running) return;  /* lua_close from a callback: exit is near */
   uv_run(ctx->loop, UV_RUN_DEFAULT);

@@ -256,13 +256,95 @@ static void pipe_grace_cb(uv_timer_t *t) {
   if (!p->settled) proc_settle(p);
 }
 
+/* {=== exit watch: a pidfd in the loop, or SIGCHLD where there is none ===} */
+
+int pm_pidfd_supported(void) {
+  int fd;
+  if (getenv("PROCMON_NO_PIDFD")) return 0;  /* to test the SIGCHLD path */
+  fd = pidfd_open(getpid(), 0);
+  if (fd < 0) return 0;  /* old kernel, seccomp, valgrind */
+  close(fd);
+  return 1;
+}
+
+static void sigchld_ref(pm_proc_t *p, int hold) {
+  pm_ctx_t *ctx = p->ctx;
+  if (p->holds_ref == hold) return;
+  p->holds_ref = hold;
+  ctx->sigchld_refs += hold ? 1 : -1;
+  if (ctx->sigchld_refs > 0) uv_ref((uv_handle_t *)&ctx->sigchld);
+  else uv_unref((uv_handle_t *)&ctx->sigchld);
+}
+
+/* Keeps the loop alive for this child (a waited-on detached one too). */
+static void watch_ref(pm_proc_t *p) {
+  if (p->pidfd >= 0) uv_ref((uv_handle_t *)&p->exit_poll);
+  else sigchld_ref(p, 1);
+}
+
+static void unwatch_exit(pm_proc_t *p) {
+  if (p->pidfd >= 0) {
+    close_handle((uv_handle_t *)&p->exit_poll);
+    close(p->pidfd);  /* the poll stopped watching it in uv_close */
+    p->pidfd = -1;
+  } else {
+    sigchld_ref(p, 0);
+  }
+}
+
+static void proc_exited(pm_proc_t *p, int status);
+
+static void try_reap(pm_proc_t *p) {
+  int st = 0;
+  pid_t r;
+  do r = waitpid(p->pid, &st, WNOHANG); while (r < 0 && errno == EINTR);
+  if (r != 0) proc_exited(p, st);
+}
+
+static void exit_poll_cb(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  try_reap((pm_proc_t *)h->data);
+}
+
+static void sigchld_cb(uv_signal_t *h, int sig) {
+  pm_ctx_t *ctx = (pm_ctx_t *)((char *)h - offsetof(pm_ctx_t, sigchld));
+  (void)sig;
+  for (pm_proc_t *p = ctx->procs, *next; p; p = next) {
+    next = p->next;
+    if (p->pidfd < 0 && !p->exited) try_reap(p);
+  }
+}
+
+/* Without pidfd, SIGCHLD must be watched before the first child starts. */
+static void sigchld_start(pm_ctx_t *ctx) {
+  if (!ctx->no_pidfd || ctx->sigchld_on) return;
+  uv_signal_init(ctx->loop, &ctx->sigchld);
+  ctx->sigchld.data = NULL;
+  uv_signal_start(&ctx->sigchld, sigchld_cb, SIGCHLD);
+  uv_unref((uv_handle_t *)&ctx->sigchld);
+  ctx->sigchld_on = 1;
+}
+
+static void watch_exit(pm_proc_t *p) {
+  if (p->pidfd < 0) {
+    if (!p->detached) sigchld_ref(p, 1);
+    return;
+  }
+  uv_poll_init(p->ctx->loop, &p->exit_poll, p->pidfd);
+  p->exit_poll.data = p;
+  p->open_handles++;
+  pm_handle_opened(p->ctx);
+  uv_poll_start(&p->exit_poll, UV_READABLE, exit_poll_cb);
+  /* A detached child does not keep the loop alive (unless waited on). */
+  if (p->detached) uv_unref((uv_handle_t *)&p->exit_poll);
+}
+
 static void proc_exited(pm_proc_t *p, int status) {
   p->exited = 1;
   p->status = status;
   p->ended_at = pm_wall_time();
-  close_handle((uv_handle_t *)&p->exit_poll);
-  if (p->pidfd >= 0) close(p->pidfd);
-  p->pidfd = -1;
+  unwatch_exit(p);
   uv_timer_stop(&p->timeout_timer);
   uv_timer_stop(&p->idle_timer);
   /* A running kill_timer goes on: the group may hold members that ignore
@@ -275,16 +357,6 @@ static void proc_exited(pm_proc_t *p, int status) {
     uv_timer_start(&p->grace_timer, pipe_grace_cb, PM_PIPE_GRACE_MS, 0);
 }
 
-static void exit_poll_cb(uv_poll_t *h, int status, int events) {
-  pm_proc_t *p = (pm_proc_t *)h->data;
-  int st = 0;
-  pid_t r;
-  (void)status;
-  (void)events;
-  do r = waitpid(p->pid, &st, WNOHANG); while (r < 0 && errno == EINTR);
-  if (r == 0) return;
-  proc_exited(p, st);
-}
 
 /* {=== spawn: command, environment ===} */
 
@@ -545,16 +617,6 @@ static pm_proc_t *new_record(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3],
   return p;
 }
 
-static void watch_exit(pm_proc_t *p) {
-  uv_poll_init(p->ctx->loop, &p->exit_poll, p->pidfd);
-  p->exit_poll.data = p;
-  p->open_handles++;
-  pm_handle_opened(p->ctx);
-  uv_poll_start(&p->exit_poll, UV_READABLE, exit_poll_cb);
-  /* A detached child does not keep the loop alive (unless waited on). */
-  if (p->detached) uv_unref((uv_handle_t *)&p->exit_poll);
-}
-
 static void reap_now(pid_t pid) {
   int st;
   kill(-pid, SIGKILL);
@@ -563,6 +625,7 @@ static void reap_now(pid_t pid) {
 
 /* spawn(cmd, [opts]) -> Process | nil, msg, code */
 static int proc_spawn(lua_State *L) {
+  pm_ctx_t *ctx = pm_ctx(L);
   spawn_spec_t sp;
   pm_stream_t io[3];
   pid_t pid;
@@ -589,14 +652,15 @@ static int proc_spawn(lua_State *L) {
   pm_stdio_parse(L, 2, io, sp.detached);
   new_box(L);
   if ((r = pm_stdio_prepare(L, io, sp.argv[0])) != 0) return r;
+  sigchld_start(ctx);
   r = do_spawn(&sp, io, &pid);
   pm_stdio_close_child_ends(io);
   if (r != 0) {
     pm_stdio_abort(io);
     return spawn_failure(L, &sp, r);
   }
-  pidfd = pidfd_open(pid, 0);
-  if (pidfd < 0 || (p = new_record(L, &sp, io, pid, pidfd)) == NULL) {
+  pidfd = ctx->no_pidfd ? -1 : pidfd_open(pid, 0);
+  if ((pidfd < 0 && !ctx->no_pidfd) || (p = new_record(L, &sp, io, pid, pidfd)) == NULL) {
     int err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
     if (pidfd >= 0) close(pidfd);
     reap_now(pid);
@@ -679,7 +743,7 @@ static int proc_on_settle(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   /* Someone waits: a detached child now keeps the loop alive. */
-  if (!box->p->exited) uv_ref((uv_handle_t *)&box->p->exit_poll);
+  if (!box->p->exited) watch_ref(box->p);
   return 0;
 }
 

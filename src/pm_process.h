@@ -52,6 +52,7 @@ struct pm_proc {
   uv_timer_t timeout_timer, idle_timer, kill_timer, grace_timer;
   pm_stream_t io[3];
   int detached, exited, settled, status, killing, user_signal;
+  int holds_ref;        /* without pidfd: counted in ctx->sigchld_refs */
   int kill_signal;
   double kill_grace, timeout, idle_timeout;
   size_t max_buffer;

@@ -811,16 +811,20 @@ static int entry_unlink_if(store_t *s, const char *name,
 
 enum { LOAD_OK, LOAD_MISS, LOAD_BAD, LOAD_ERR };
 
-/* Reads all of 'fd' (st_size bytes expected); the bytes are at *out. */
+/*
+** Reads the st_size bytes of 'fd' (an entry never changes once renamed in,
+** so there is no need for a read that returns 0); the bytes are at *out.
+*/
 static ssize_t read_fd(lua_State *L, int fd, const struct stat *st,
                        char *stackbuf, char **out) {
-  size_t cap = (size_t)st->st_size + 1, n = 0;
-  char *buf = cap <= READ_STACK ? stackbuf : pm_scratch(L, cap);
-  for (;;) {
-    ssize_t r = read(fd, buf + n, cap - n);
+  size_t size = (size_t)st->st_size, n = 0;
+  char *buf = size <= READ_STACK ? stackbuf : pm_scratch(L, size);
+  while (n < size) {
+    ssize_t r = read(fd, buf + n, size - n);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return -1;
-    if (r == 0 || (n += (size_t)r) == cap) break;  /* entries never grow */
+    if (r == 0) break;
+    n += (size_t)r;
   }
   *out = buf;
   return (ssize_t)n;

@@ -33,18 +33,25 @@ static const char *dir_problem(const struct stat *st, int *uverr) {
   return NULL;
 }
 
-/* Opens an existing directory without following a final symlink. */
+/*
+** Opens an existing directory without following a final symlink (Linux
+** says ENOTDIR, not ELOOP, for a symlink opened with O_DIRECTORY).
+*/
 static int open_dir_nofollow(lua_State *L, const char *path,
                              const char *what) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  int err, fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd >= 0) return fd;
-  if (errno == ELOOP)
+  err = errno;
+  if ((err == ELOOP || err == ENOTDIR) && lstat(path, &st) == 0 &&
+      S_ISLNK(st.st_mode))
     pm_fail(L, UV_ELOOP, "refusing %s '%s': it is a symlink", what, path);
-  else if (errno == ENOTDIR)
+  else if (err == ENOTDIR)
     pm_fail(L, UV_ENOTDIR, "refusing %s '%s': it is not a directory", what,
             path);
   else
-    pm_fail(L, pm_errno(), "cannot open %s '%s'", what, path);
+    pm_fail(L, uv_translate_sys_error(err), "cannot open %s '%s'", what,
+            path);
   return -1;
 }
 
