@@ -44,7 +44,9 @@ end
 
 local function check_ttl(ttl, n, fname)
   if ttl == nil then return end
-  check_type(ttl, "number", n, fname)
+  if type(ttl) ~= "number" then
+    arg_error(n, fname, "number expected, got " .. type(ttl))
+  end
   if not (ttl > 0 and ttl < math.huge) then
     arg_error(n, fname, "ttl must be a positive number of seconds")
   end
@@ -116,7 +118,9 @@ function Cache:set(key, value, ttl)
     if ok == nil then return nil, msg, code end
     return true
   end
-  return store_set(st, key, value, expiry(ttl), "set", "argument #2")
+  local ok, msg, code = store_set(st, key, value, expiry(ttl), "set",
+    "argument #2")
+  return ok, msg, code  -- not a tail call: store_set raises at level 3
 end
 
 --- Removes key; true if an entry was there, false if not.
