@@ -118,6 +118,7 @@ void pm_ctx_teardown(pm_ctx_t *ctx) {
 /* Message handler: the error with its traceback (lua.c's msghandler). */
 int pm_traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
+  if (msg && procmon_error_has_traceback(L, 1)) return 1;  /* once is enough */
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;
@@ -165,6 +166,15 @@ int pm_raise_pending(lua_State *L, pm_ctx_t *ctx) {
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, ERROR_KEY);
   lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LAST_ERROR_KEY);
+  return lua_error(L);
+}
+
+/* _raise_traced(msg): raises a message that already carries a traceback
+** (a task's), so that no handler appends a second one. */
+static int loop_raise_traced(lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, LAST_ERROR_KEY);
   return lua_error(L);
 }
@@ -335,7 +345,8 @@ int pm_open_loop(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"loop", loop_run}, {"_run_once", loop_run_once},
     {"_in_callback", loop_in_callback}, {"_handles", loop_handles},
-    {"_timer", timer_new}, {"time", loop_time}, {NULL, NULL}
+    {"_timer", timer_new}, {"time", loop_time},
+    {"_raise_traced", loop_raise_traced}, {NULL, NULL}
   };
   luaL_newmetatable(L, PM_TIMER_MT);
   luaL_newlib(L, timer_methods);

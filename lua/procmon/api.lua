@@ -31,7 +31,7 @@ local function resume(task, ...)
   if not ok then
     task._done = true
     tasks[co] = nil
-    error(debug.traceback(co, tostring(err)), 0)
+    core._raise_traced(debug.traceback(co, tostring(err)))
   end
   if coroutine.status(co) == "dead" then finish(task) end
 end
