@@ -12,6 +12,7 @@
 #include "pm_process.h"
 
 #define PM_READ_SIZE (64 * 1024)
+#define PM_CAPTURE_MIN (8 * 1024)  /* first capture buffer; doubles as it fills */
 
 static const char *const io_names[3] = {"stdin", "stdout", "stderr"};
 
@@ -220,10 +221,14 @@ static void deliver(pm_stream_t *s, const char *data, size_t len, int final) {
 
 /* {=== reading ===} */
 
-static char discard_buf[PM_READ_SIZE];  /* single-threaded: read, then drop */
+/* Streams that are delivered or dropped share one read buffer: libuv calls
+** read_cb right after alloc_cb, and read_cb is done with the data when it
+** returns (callbacks cannot run the loop). A thousand children with line
+** callbacks then cost no read buffers of their own. */
+static char shared_buf[PM_READ_SIZE];
 
 static void grow_buffer(pm_stream_t *s, size_t want) {
-  size_t cap = s->cap ? s->cap : PM_READ_SIZE;
+  size_t cap = s->cap ? s->cap : PM_CAPTURE_MIN;
   char *b;
   while (cap - s->len < want) cap *= 2;
   if (cap == s->cap) return;
@@ -236,14 +241,10 @@ static void grow_buffer(pm_stream_t *s, size_t want) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   pm_stream_t *s = (pm_stream_t *)((char *)h - offsetof(pm_stream_t, pipe));
   (void)suggested;
-  if (s->discard) {
-    *buf = uv_buf_init(discard_buf, sizeof discard_buf);
-  } else if (s->has_cb) {
-    if (s->buf == NULL) s->buf = (char *)malloc(PM_READ_SIZE);
-    if (s->buf == NULL) abort();
-    *buf = uv_buf_init(s->buf, PM_READ_SIZE);
+  if (s->discard || s->has_cb) {
+    *buf = uv_buf_init(shared_buf, sizeof shared_buf);
   } else {
-    grow_buffer(s, PM_READ_SIZE);
+    grow_buffer(s, PM_CAPTURE_MIN);
     *buf = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
   }
 }
