@@ -7,7 +7,8 @@
 #   bench/cache.sh            (make first)
 #
 # Environment: ROUNDS=5 N=20000 KEYS=1000 PROCRUN=build/procrun
-#   DURABLE=1 adds a row for durable = true (fsync file and directory).
+#   DURABLE=1 adds a row for durable = true (fsync file and directory),
+#   with DURABLE_N=2000 operations (fsync is slow; per-op figures compare).
 #   PROCMON_STATE_DIR etc. choose the state dir as usual.
 set -eu
 
@@ -38,12 +39,13 @@ echo "$N set then $N get over $KEYS keys, $ROUNDS rounds"
 
 REC="$OUT/cache-records.txt"
 : > "$REC"
-# run NAME CMD...: a fresh directory per run; records "NAME set get".
+# run NAME OPS CMD...: a fresh directory per run; records
+# "NAME OPS set-seconds get-seconds".
 run() {
-  name=$1; shift
+  name=$1; ops=$2; shift 2
   rm -rf "$WORK/d"
   mkdir -m 700 "$WORK/d"
-  echo "$name $("$@" "$WORK/d" "$N" "$KEYS")" >> "$REC"
+  echo "$name $ops $("$@" "$WORK/d" "$ops" "$KEYS")" >> "$REC"
 }
 lua_run() { interp=$1; shift; "$interp" "$ROOT/bench/cache_bench.lua" "$@"; }
 durable_run() { "$PROCRUN" "$ROOT/bench/cache_bench.lua" "$@" durable; }
@@ -51,20 +53,21 @@ durable_run() { "$PROCRUN" "$ROOT/bench/cache_bench.lua" "$@" durable; }
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
   echo "round $r/$ROUNDS" >&2
-  run floor "$OUT/cache_floor"
-  run procrun lua_run "$PROCRUN"
-  run lua5.4 lua_run lua5.4
-  [ "${DURABLE:-0}" = 1 ] && run durable durable_run
+  run floor "$N" "$OUT/cache_floor"
+  run procrun "$N" lua_run "$PROCRUN"
+  run lua5.4 "$N" lua_run lua5.4
+  if [ "${DURABLE:-0}" = 1 ]; then run durable "${DURABLE_N:-2000}" durable_run; fi
   r=$((r + 1))
 done
 
-N=$N lua5.4 - "$REC" <<'LUA'
+lua5.4 - "$REC" <<'LUA'
+-- Per-operation times: medians over the rounds, ratio = floor / subject.
 local rec, order = {}, {}
 for line in io.lines(arg[1]) do
-  local name, s, g = line:match("^(%S+) (%S+) (%S+)")
+  local name, n, s, g = line:match("^(%S+) (%S+) (%S+) (%S+)")
   if not rec[name] then rec[name] = { set = {}, get = {} }; order[#order + 1] = name end
-  table.insert(rec[name].set, tonumber(s))
-  table.insert(rec[name].get, tonumber(g))
+  table.insert(rec[name].set, tonumber(s) / tonumber(n))
+  table.insert(rec[name].get, tonumber(g) / tonumber(n))
 end
 local function median(xs)
   local s = { table.unpack(xs) }
@@ -72,7 +75,6 @@ local function median(xs)
   local n = #s
   return n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
 end
-local n = tonumber(os.getenv("N"))
 local floor = rec.floor
 print(("%-8s %-4s %12s %10s %8s %12s %6s"):format("subject", "op", "ops/s", "us/op",
   "ratio", "round range", "goal"))
@@ -89,7 +91,7 @@ for _, name in ipairs(order) do
     local verdict = name == "floor" and "" or name == "durable" and "-"
       or (ratio >= goal and "ok" or "MISS")
     print(("%-8s %-4s %12.0f %10.2f %7.2fx %5.2f-%-5.2f %6s"):format(name, op,
-      n / t, t / n * 1e6, ratio, lo, hi, verdict))
+      1 / t, t * 1e6, ratio, lo, hi, verdict))
   end
 end
 LUA

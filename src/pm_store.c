@@ -42,8 +42,8 @@
 #define NAME_BUF 256        /* any file name in the directory fits */
 #define NAME_ENC_MAX 195    /* longest escaped key before ".json" */
 #define JSON_MAX_DEPTH 128  /* nesting limit of values, both ways */
-#define READ_STACK 8192     /* entries up to this size are read on the C stack */
-#define STALE_AGE 3600      /* a temp file this old is stale even if its pid lives */
+#define READ_STACK 8192     /* entries this small are read on the C stack */
+#define STALE_AGE 3600      /* a temp file this old is stale, pid or not */
 
 typedef struct store {
   int dirfd;                /* -1 once closed */
@@ -109,8 +109,9 @@ static void sha256_hex(const char *data, size_t len, char *out) {
   tail[rest] = 0x80;
   for (int i = 0; i < 8; i++) tail[n - 1 - i] = (unsigned char)(bits >> 8 * i);
   for (size_t i = 0; i < n; i += 64) sha_block(h, tail + i);
-  for (int i = 0; i < 32; i++)
-    sprintf(out + 2 * i, "%02x", (unsigned)(h[i / 4] >> (24 - 8 * (i % 4))) & 0xff);
+  for (int i = 0; i < 64; i++)
+    out[i] = "0123456789abcdef"[h[i / 8] >> (28 - 4 * (i % 8)) & 15];
+  out[64] = '\0';
 }
 
 /* }=== */
@@ -208,15 +209,33 @@ typedef struct enc {
   char err[192];
 } enc_t;
 
+/* The registry key of the output buffer kept for the next encoding. */
+static const char enc_keep_key = 'e';
+
+/* Starts with the kept buffer when it has room: no allocation per set. */
 static void enc_init(lua_State *L, enc_t *e, size_t cap) {
   e->L = L;
-  e->p = lua_newuserdatauv(L, cap, 0);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &enc_keep_key) == LUA_TUSERDATA &&
+      lua_rawlen(L, -1) >= cap) {
+    cap = lua_rawlen(L, -1);
+    e->p = lua_touserdata(L, -1);
+  } else {
+    lua_pop(L, 1);
+    e->p = lua_newuserdatauv(L, cap, 0);
+  }
   e->len = 0;
   e->cap = cap;
   e->slot = lua_gettop(L);
   e->depth = 0;
   e->plen = 0;
   e->path[0] = '\0';
+}
+
+/* Keeps the buffer (if not huge) for the next encoding. */
+static void enc_keep(enc_t *e) {
+  if (e->cap > 65536) return;
+  lua_pushvalue(e->L, e->slot);
+  lua_rawsetp(e->L, LUA_REGISTRYINDEX, &enc_keep_key);
 }
 
 static char *enc_reserve(enc_t *e, size_t n) {
@@ -718,7 +737,7 @@ static int dec_value(dec_t *d) {
   }
 }
 
-/* Pushes the value of the JSON text s[0..n), or returns -1 (pushing nothing). */
+/* Pushes the value of the JSON text s[0..n); or returns -1, pushing nothing. */
 static int json_decode(lua_State *L, const char *s, size_t n) {
   int top = lua_gettop(L);
   dec_t d = {L, s, s + n, 0};
@@ -1006,6 +1025,7 @@ static int store_set(lua_State *L) {
   key_to_name(key, klen, name);
   if (entry_commit(s, name, e.p, e.len) != 0)
     return pm_fail(L, pm_errno(), "cache set '%s'", name);
+  enc_keep(&e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1314,6 +1334,7 @@ static int store_encode(lua_State *L) {
     return 2;
   }
   lua_pushlstring(L, e.p, e.len);
+  enc_keep(&e);
   return 1;
 }
 
