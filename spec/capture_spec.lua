@@ -80,10 +80,7 @@ describe("capture", function()
       assert.is_true(r.timed_out)
       assert.is_nil(r.code)
       assert.are.equal("TERM", r.signal)
-      assert.are.same({}, H.eventually(function()
-        local m = H.group_members(r.pid)
-        return #m == 0 and m
-      end) or H.group_members(r.pid))
+      assert.are.same({}, H.leftovers(r.pid))
     end)
 
     it("escalates to SIGKILL after kill_grace, even past the leader's exit", function()

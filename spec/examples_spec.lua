@@ -21,16 +21,7 @@ local function lines(s)
   return t
 end
 
-local function kill_group(pgid)
-  if pgid then os.execute("kill -KILL -" .. pgid .. " 2>/dev/null") end
-end
-
-local function leftovers(pgid)
-  return H.eventually(function()
-    local m = H.group_members(pgid)
-    return #m == 0 and m
-  end, 5) or H.group_members(pgid)
-end
+local kill_group, leftovers = H.kill_group, H.leftovers
 
 describe("examples", function()
   after_each(H.assert_no_live_handles)

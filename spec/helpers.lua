@@ -46,6 +46,19 @@ function H.group_members(pgid)
   return found
 end
 
+--- Live members of group `pgid` once they had time to die: {} is the goal.
+function H.leftovers(pgid)
+  return H.eventually(function()
+    local m = H.group_members(pgid)
+    return #m == 0 and m
+  end, 5) or H.group_members(pgid)
+end
+
+--- Kills a whole group no matter what (cleanup in `finally`).
+function H.kill_group(pgid)
+  if pgid then os.execute("kill -KILL -" .. pgid .. " 2>/dev/null") end
+end
+
 --- Polls fn() until true or `timeout` seconds pass; returns fn()'s last value.
 function H.eventually(fn, timeout)
   local deadline = pm.time() + (timeout or 3)

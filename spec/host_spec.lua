@@ -39,18 +39,7 @@ local function procrun(args, opts)
   return assert(pm.run(cmd, opts))
 end
 
---- Live members of group `pgid` once they had time to die: {} is the goal.
-local function leftovers(pgid)
-  return H.eventually(function()
-    local m = H.group_members(pgid)
-    return #m == 0 and m
-  end, 5) or H.group_members(pgid)
-end
-
---- Kills a whole group no matter what (cleanup in `finally`).
-local function kill_group(pgid)
-  if pgid then os.execute("kill -KILL -" .. pgid .. " 2>/dev/null") end
-end
+local kill_group, leftovers = H.kill_group, H.leftovers
 
 local function read_pids(path)
   local pids = {}

@@ -60,18 +60,6 @@ static void install_signals(void) {
   signal(SIGPIPE, SIG_IGN);  /* a write to a dead child is an error, not death */
 }
 
-static int msghandler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg && procmon_error_has_traceback(L, 1)) return 1;
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 static void report(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
   fprintf(stderr, "procrun: %s\n", msg ? msg : "(error object is not a string)");
@@ -115,7 +103,7 @@ static int run_main(lua_State *L, char **argv, int argc, int script) {
   if (status != LUA_OK) return status;
   luaL_checkstack(L, n + 3, "too many arguments to script");
   for (int i = 1; i <= n; i++) lua_pushstring(L, argv[script + i]);
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, procmon_msghandler);
   lua_insert(L, -(n + 2));
   status = lua_pcall(L, n, 0, -(n + 2));
   lua_remove(L, status == LUA_OK ? -1 : -2);

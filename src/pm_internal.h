@@ -49,7 +49,6 @@ typedef struct pm_ctx {
 pm_ctx_t *pm_ctx(lua_State *L);
 void pm_ctx_teardown(pm_ctx_t *ctx);
 int pm_call(pm_ctx_t *ctx, int nargs);
-int pm_traceback(lua_State *L);
 int pm_raise_pending(lua_State *L, pm_ctx_t *ctx);
 int pm_run(lua_State *L, pm_ctx_t *ctx, uv_run_mode mode);
 void pm_handle_opened(pm_ctx_t *ctx);

@@ -115,10 +115,12 @@ void pm_ctx_teardown(pm_ctx_t *ctx) {
 
 /* {=== running Lua from callbacks ===} */
 
+static int has_traceback(lua_State *L, int idx);
+
 /* Message handler: the error with its traceback (lua.c's msghandler). */
-int pm_traceback(lua_State *L) {
+int procmon_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (msg && procmon_error_has_traceback(L, 1)) return 1;  /* once is enough */
+  if (msg && has_traceback(L, 1)) return 1;  /* once is enough */
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;
@@ -140,7 +142,7 @@ int pm_call(pm_ctx_t *ctx, int nargs) {
     lua_settop(L, base - 1);
     return LUA_OK;
   }
-  lua_pushcfunction(L, pm_traceback);
+  lua_pushcfunction(L, procmon_msghandler);
   lua_insert(L, base);
   ctx->depth++;
   status = lua_pcall(L, nargs, 0, base);
@@ -179,7 +181,7 @@ static int loop_raise_traced(lua_State *L) {
   return lua_error(L);
 }
 
-int procmon_error_has_traceback(lua_State *L, int idx) {
+static int has_traceback(lua_State *L, int idx) {
   int same;
   idx = lua_absindex(L, idx);
   lua_getfield(L, LUA_REGISTRYINDEX, LAST_ERROR_KEY);
@@ -213,7 +215,7 @@ int procmon_run(lua_State *L) {
     return LUA_OK;
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, pm_traceback);
+  lua_pushcfunction(L, procmon_msghandler);
   lua_pushcfunction(L, run_protected);
   status = lua_pcall(L, 0, 0, -2);
   lua_remove(L, status == LUA_OK ? -1 : -2);

@@ -23,8 +23,9 @@ int procmon_run(lua_State *L);
 ** after each child's grace), reaps them, and returns. Safe to call at exit. */
 void procmon_kill_children(lua_State *L);
 
-/* Whether the string at idx is an error procmon re-raised from a callback
-** and which therefore already carries its traceback. */
-int procmon_error_has_traceback(lua_State *L, int idx);
+/* Message handler for lua_pcall (lua.c's msghandler): appends a traceback,
+** except to an error procmon re-raised from a callback or task, which
+** carries its own already. */
+int procmon_msghandler(lua_State *L);
 
 #endif
