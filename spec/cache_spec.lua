@@ -285,6 +285,7 @@ describe("cache", function()
       ["nokey.json"] = '{"value":1}',
       ["binary.json"] = "\0\1\2\255",
       ["trailing.json"] = '{"key":"trailing","value":1} x',
+      [("x"):rep(240) .. ".json"] = "a foreign name too long to be ours",
     }
 
     it("read as misses, are not listed, and purge removes them", function()

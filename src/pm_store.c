@@ -285,14 +285,57 @@ static void enc_unstep(enc_t *e, size_t mark) {
   e->path[mark] = '\0';
 }
 
+/* Writes m / 10^k in decimal ("-0.025" for -25, 3); returns the length. */
+static size_t fmt_fixed(char *buf, long long m, int k) {
+  char digits[24];
+  size_t n = 0, len = 0;
+  unsigned long long u = m < 0 ? 0ULL - (unsigned long long)m
+                                : (unsigned long long)m;
+  do digits[len++] = (char)('0' + u % 10); while ((u /= 10) > 0);
+  while (len <= (size_t)k) digits[len++] = '0';
+  if (m < 0) buf[n++] = '-';
+  while (len > 0) {
+    buf[n++] = digits[--len];
+    if (len == (size_t)k && k > 0) buf[n++] = '.';
+  }
+  buf[n] = '\0';
+  return n;
+}
+
+/*
+** The fast path of fmt_double, without printf: a value with at most 6
+** decimals (times, money, most configuration), checked by reading it back.
+** Returns 0 when it does not apply.
+*/
+static size_t fmt_short(char *buf, double d) {
+  double scale = 1;
+  if (d == 0) return 0;  /* -0.0 keeps its sign on the slow path */
+  for (int k = 0; k <= 6; k++, scale *= 10) {
+    double m = d * scale;
+    if (m > -1e15 && m < 1e15 && m == (double)(long long)m) {
+      size_t n = fmt_fixed(buf, (long long)m, k);
+      return strtod(buf, NULL) == d ? n : 0;
+    }
+  }
+  return 0;
+}
+
 /*
 ** The shortest of %.15g, %.16g, %.17g that reads back as the same double,
 ** with '.' whatever the locale, and ".0" added to an integral value so that
 ** it stays a float when read back.
 */
 static size_t fmt_double(char *buf, double d, int keep_float) {
-  char point = localeconv()->decimal_point[0];
-  size_t n = 0;
+  char point;
+  size_t n = fmt_short(buf, d);
+  if (n > 0) {
+    if (keep_float && strchr(buf, '.') == NULL) {
+      memcpy(buf + n, ".0", 3);
+      n += 2;
+    }
+    return n;
+  }
+  point = localeconv()->decimal_point[0];
   for (int prec = 15; prec <= 17; prec++) {
     n = (size_t)snprintf(buf, 40, "%.*g", prec, d);
     if (strtod(buf, NULL) == d) break;
@@ -493,10 +536,13 @@ static int enc_record(enc_t *e, const char *key, size_t klen, double expires,
   enc_string(e, key, klen);
   if (expires < 0) {
     enc_lit(e, ",\"expires_at\":null,\"value\":");
-  } else {
-    enc_add(e, buf, (size_t)snprintf(buf, sizeof buf,
-                                     ",\"expires_at\":%.3f,\"value\":",
-                                     expires));
+  } else {  /* milliseconds are precise enough for a TTL */
+    enc_lit(e, ",\"expires_at\":");
+    if (expires < 1e12)
+      enc_add(e, buf, fmt_fixed(buf, (long long)(expires * 1000 + 0.5), 3));
+    else  /* a ttl of ages */
+      enc_add(e, buf, fmt_double(buf, expires, 0));
+    enc_lit(e, ",\"value\":");
   }
   if (enc_value(e, v)) return -1;
   enc_lit(e, "}\n");
@@ -820,6 +866,8 @@ static int entry_unlink_if(store_t *s, const char *name,
   char aside[NAME_BUF * 2];
   struct stat st;
   int gone;
+  if (strlen(name) > NAME_ENC_MAX + 5)  /* a foreign name: no writer races */
+    return unlinkat(s->dirfd, name, 0) == 0;
   snprintf(aside, sizeof aside, ".del-%ld-%s", (long)getpid(), name);
   if (renameat(s->dirfd, name, s->dirfd, aside) != 0) return 0;
   gone = fstatat(s->dirfd, aside, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
