@@ -1,0 +1,57 @@
+/* Floor for the capture benchmark: spawn the writer with a pipe on its
+** stdout and read everything into one growing buffer (realloc doubling,
+** 64 KiB to start, reading straight into the free space).
+** Prints: elapsed seconds, bytes, MB/s, own peak RSS (KiB). */
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+  posix_spawn_file_actions_t fa;
+  struct rusage ru;
+  int fds[2], st;
+  pid_t pid;
+  size_t len = 0, cap = 64 * 1024;
+  char *buf;
+  double t0, dt;
+  if (argc < 2) return fputs("usage: capture_floor CMD [ARGS]\n", stderr), 2;
+  t0 = now();
+  buf = malloc(cap);
+  if (pipe(fds) != 0) return perror("pipe"), 1;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  if (posix_spawnp(&pid, argv[1], &fa, NULL, argv + 1, environ) != 0) return perror("spawn"), 1;
+  close(fds[1]);
+  for (;;) {
+    ssize_t n;
+    if (cap - len < 64 * 1024) {
+      cap *= 2;
+      if ((buf = realloc(buf, cap)) == NULL) return perror("realloc"), 1;
+    }
+    n = read(fds[0], buf + len, cap - len);
+    if (n < 0) return perror("read"), 1;
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(fds[0]);
+  waitpid(pid, &st, 0);
+  dt = now() - t0;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("%.6f %zu %.1f %ld\n", dt, len, len / dt / 1e6, ru.ru_maxrss);
+  free(buf);
+  return 0;
+}
