@@ -30,6 +30,11 @@ describe("capture", function()
     assert.are.equal("max_buffer", r.reason)
   end)
 
+  it("takes a max_buffer beyond 4 GiB", function()
+    local r = pm.run(H.cmd("spew", "100"), { max_buffer = 2 ^ 33 })
+    assert.are.equal(100, #r.stdout)
+  end)
+
   it("does not flag output that fits exactly", function()
     local r = pm.run(H.cmd("spew", "1000"), { max_buffer = 1000 })
     assert.are.equal(1000, #r.stdout)

@@ -19,6 +19,8 @@ describe("errors", function()
       { "a non-string argv element", function() pm.spawn({ "echo", {} }) end, "command element 2" },
       { "a negative timeout", function() pm.spawn({ "true" }, { timeout = -1 }) end,
         "option 'timeout': must be a non%-negative number" },
+      { "a fractional max_buffer", function() pm.spawn({ "true" }, { max_buffer = 1.5 }) end,
+        "option 'max_buffer': must be a non%-negative whole number of bytes" },
       { "a wrong option type", function() pm.spawn({ "true" }, { cwd = 1 }) end,
         "option 'cwd': string expected, got number" },
       { "an unknown stream mode", function() pm.spawn({ "true" }, { stdout = "file" }) end,

@@ -78,6 +78,7 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
 }
 
 static void open_libs(lua_State *L) {
+  lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: the generational collector */
   luaL_openlibs(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_procmon);

@@ -471,7 +471,6 @@ static void resolve_path(lua_State *L, spawn_spec_t *sp) {
 /* {=== spawn: options ===} */
 
 static void parse_scalars(lua_State *L, spawn_spec_t *sp) {
-  double maxbuf;
   sp->cwd = pm_opt_string(L, 2, "cwd", NULL);
   sp->shell = pm_opt_bool(L, 2, "shell");
   sp->detached = pm_opt_bool(L, 2, "detached");
@@ -482,8 +481,7 @@ static void parse_scalars(lua_State *L, spawn_spec_t *sp) {
   lua_getfield(L, 2, "kill_signal");
   sp->kill_signal = pm_signal_arg(L, lua_gettop(L), "TERM");
   lua_pop(L, 1);
-  maxbuf = pm_opt_seconds(L, 2, "max_buffer", 64.0 * 1024 * 1024);
-  sp->max_buffer = (size_t)maxbuf;
+  sp->max_buffer = pm_opt_size(L, 2, "max_buffer", (size_t)64 << 20);
   pm_opt_string(L, 2, "name", NULL);
   pm_opt_bool(L, 2, "lines");
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -126,6 +127,18 @@ double pm_opt_seconds(lua_State *L, int arg, const char *key, double def) {
                                           "non-negative number of seconds",
                                           key));
   return v;
+}
+
+/* A byte count (max_buffer); 'def' when absent. */
+size_t pm_opt_size(lua_State *L, int arg, const char *key, size_t def) {
+  double v;
+  if (!opt_get(L, arg, key, LUA_TNUMBER, "number")) return def;
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!(v >= 0) || v > (double)(SIZE_MAX / 2) || v != (double)(size_t)v)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': must be a "
+                                          "non-negative whole number of bytes", key));
+  return (size_t)v;
 }
 
 /* Leaves nothing on the stack: the string stays alive in the options table. */
