@@ -145,6 +145,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = luaL_newstate();
+  if (L != NULL) lua_setallocf(L, procmon_alloc, NULL);  /* same small blocks */
   if (L == NULL || uv_loop_init(&loop) != 0) {
     fputs("procrun: cannot create the Lua state or the event loop\n", stderr);
     return 1;

@@ -22,6 +22,8 @@ typedef struct pm_stream {
   int append;
   int has_data;         /* stdin given as a string: written, then closed */
   int discard;          /* past max_buffer: read and drop */
+  int pipe_grown;       /* F_SETPIPE_SZ done */
+  size_t seen;          /* bytes read so far */
   int open;             /* the pipe handle is open */
   int done;             /* EOF seen or reading given up */
   int has_cb;           /* a Lua callback gets the data, no capture */

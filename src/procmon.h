@@ -28,4 +28,9 @@ void procmon_kill_children(lua_State *L);
 ** carries its own already. */
 int procmon_msghandler(lua_State *L);
 
+/* A lua_Alloc for hosts (procrun uses it): realloc/free for small blocks,
+** huge-page mappings for blocks of 1 MiB and more, so that big captured
+** outputs become Lua strings without a page fault per 4 KiB. */
+void *procmon_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 #endif
