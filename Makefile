@@ -44,6 +44,11 @@ test-asan: deps
 demo: deps all
 	$(BUILD)/procrun scripts/examples/parallel.lua
 
+# Each benchmark prints its figure, its floor from the same run and the ratio.
+bench: deps all
+	bench/run.sh
+	bench/cache.sh
+
 install: all
 	cmake --install $(BUILD)
 

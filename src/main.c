@@ -27,6 +27,7 @@ static volatile sig_atomic_t pending_signal;
 static const char usage_text[] =
   "usage: procrun SCRIPT [ARGS...]   run a Lua script (also as a #! line)\n"
   "       procrun -e CODE [ARGS...]  run a chunk of Lua code\n"
+  "       procrun gc                 remove expired cache entries\n"
   "       procrun --version | --help\n"
   "The script may require \"procmon\"; the event loop runs after the main\n"
   "chunk until nothing is pending. See README.md.\n";
@@ -80,9 +81,8 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
 static void open_libs(lua_State *L) {
   lua_gc(L, LUA_GCGEN, 0, 0);  /* as lua.c: the generational collector */
   luaL_openlibs(L);
+  procmon_preload(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_procmon);
-  lua_setfield(L, -2, "procmon");
   lua_pushcfunction(L, luaopen_cjson);
   lua_setfield(L, -2, "cjson");
   lua_pushcfunction(L, luaopen_cjson_safe);
@@ -110,6 +110,27 @@ static int run_main(lua_State *L, char **argv, int argc, int script) {
   lua_remove(L, status == LUA_OK ? -1 : -2);
   if (status == LUA_OK) status = procmon_run(L);
   return status;
+}
+
+static int is_subcommand(const char *name) {
+  return strcmp(name, "gc") == 0;  /* ps and kill come with the monitor */
+}
+
+/* procrun gc [...]: procmon.cli answers; its return value is the exit code. */
+static int run_subcommand(lua_State *L, char **argv, int argc) {
+  static const char chunk[] = "return require('procmon.cli').main(...)";
+  int status = luaL_loadbuffer(L, chunk, sizeof chunk - 1, "=procrun");
+  for (int i = 1; status == LUA_OK && i < argc; i++) lua_pushstring(L, argv[i]);
+  if (status == LUA_OK) {
+    lua_pushcfunction(L, procmon_msghandler);
+    lua_insert(L, 1);
+    status = lua_pcall(L, argc - 1, 1, 1);
+  }
+  if (status != LUA_OK) {
+    report(L);
+    return 1;
+  }
+  return (int)lua_tointeger(L, -1);
 }
 
 static int print_version(void) {
@@ -157,9 +178,13 @@ int main(int argc, char **argv) {
   open_libs(L);
   procmon_set_loop(L, &loop);
   /* With -e, arg[0] is the chunk and arg[1..] (and ...) its arguments. */
-  create_arg_table(L, argv, argc, strcmp(argv[script], "-e") == 0 ? script + 1 : script);
-  status = run_main(L, argv, argc, script);
-  code = exit_status(L, status);
+  if (script == 1 && is_subcommand(argv[1])) {
+    code = run_subcommand(L, argv, argc);
+  } else {
+    create_arg_table(L, argv, argc, strcmp(argv[script], "-e") == 0 ? script + 1 : script);
+    status = run_main(L, argv, argc, script);
+    code = exit_status(L, status);
+  }
   procmon_kill_children(L);
   global_L = NULL;
   lua_close(L);

@@ -82,4 +82,13 @@ int pm_open_loop(lua_State *L);
 int pm_open_store(lua_State *L);
 int pm_open_sys(lua_State *L);
 
+/*
+** Opens 'path' as a private directory (O_DIRECTORY | O_NOFOLLOW), creating
+** its last component 0700 when missing, and checks that it is a directory
+** owned by this user and not group/world-writable. Returns the descriptor,
+** or -1 after pushing the fail triple (nil, msg, code). 'what' names the
+** directory in messages ("state dir", "cache dir").
+*/
+int pm_open_private_dir(lua_State *L, const char *path, const char *what);
+
 #endif

@@ -32,7 +32,6 @@
 #include <unistd.h>
 
 #include "pm_internal.h"
-#include "pm_sys.h"
 
 #define PM_STORE_MT "procmon.Store"
 #define PM_LOCK_MT "procmon.StoreLock"

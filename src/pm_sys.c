@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "pm_internal.h"
-#include "pm_sys.h"
 
 /* {=== private directories ===} */
 

@@ -27,11 +27,21 @@ static int embedded_api_open(lua_State *L) {
   return 1;
 }
 
+static void register_embedded(lua_State *L);
+
 static void set_preload(lua_State *L, const char *name) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_insert(L, -2);
   lua_setfield(L, -2, name);
   lua_pop(L, 1);
+}
+
+/* Registers "procmon" and its submodules in package.preload (for hosts:
+** then any of them can be required first, with nothing loaded before). */
+void procmon_preload(lua_State *L) {
+  lua_pushcfunction(L, luaopen_procmon);
+  set_preload(L, "procmon");
+  register_embedded(L);
 }
 
 static void register_embedded(lua_State *L) {
@@ -63,5 +73,17 @@ int luaopen_procmon(lua_State *L) {
   lua_setfield(L, -2, "procmon.core");
   lua_pop(L, 1);
   luaL_requiref(L, "procmon.api", embedded_api_open, 0);
+  return 1;
+}
+
+/* require "procmon.cache" before require "procmon" from a stock lua5.4:
+** Lua's C searcher finds this entry point in procmon.so. */
+int luaopen_procmon_cache(lua_State *L) {
+  luaL_requiref(L, "procmon", luaopen_procmon, 0);
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_getfield(L, -1, "procmon.cache");
+  lua_pushliteral(L, "procmon.cache");
+  lua_call(L, 1, 1);
   return 1;
 }

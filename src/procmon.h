@@ -11,6 +11,12 @@
 /* Opens the module: the table returned by require "procmon". */
 int luaopen_procmon(lua_State *L);
 
+/* Registers "procmon" and "procmon.<name>" in package.preload (hosts). */
+void procmon_preload(lua_State *L);
+
+/* Opens procmon.cache directly (require "procmon.cache" first). */
+int luaopen_procmon_cache(lua_State *L);
+
 /* Makes the module use the host's loop instead of creating its own.
 ** Call before the script runs; the host then owns the loop's teardown. */
 void procmon_set_loop(lua_State *L, uv_loop_t *loop);
