@@ -6,7 +6,7 @@ DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjso
                libuv1-dev lua-busted
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-asan demo install bench clean
+.PHONY: all deps install-missing test test-asan demo install bench clean
 
 all: $(BUILD)/procrun
 
@@ -20,7 +20,10 @@ FORCE:
 
 # Installs only the Debian packages that are missing.
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+	@$(MAKE) --no-print-directory install-missing PACKAGES="$(DEB_PACKAGES)"
+
+install-missing:
+	@missing=$$(for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -46,6 +49,7 @@ demo: deps all
 
 # Each benchmark prints its figure, its floor from the same run and the ratio.
 bench: deps all
+	@$(MAKE) --no-print-directory install-missing PACKAGES="hyperfine time"
 	bench/run.sh
 	bench/cache.sh
 
