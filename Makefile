@@ -6,7 +6,7 @@ DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjso
                libuv1-dev lua-busted
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps install-missing test test-asan demo install bench clean
+.PHONY: all deps install-missing test test-asan demo install uninstall bench clean
 
 all: $(BUILD)/procrun
 
@@ -55,6 +55,9 @@ bench: deps all
 
 install: all
 	cmake --install $(BUILD)
+
+uninstall:
+	xargs rm -f < $(BUILD)/install_manifest.txt
 
 clean:
 	rm -rf $(BUILD) build-asan
