@@ -56,6 +56,14 @@ describe("cache", function()
     H.assert_no_live_handles()
   end)
 
+  it("can be required before procmon itself", function()
+    local out, code = sh(("%s -e %s"):format(q(H.lua),
+      q("local c = require('procmon.cache'); local x = assert(c.open(" .. ("%q"):format(dir) .. "));"
+        .. " x:set('k', 7); io.write(x:get('k'))")))
+    assert.are.equal(0, code)
+    assert.are.equal("7", out)
+  end)
+
   describe("values", function()
     it("round-trip with their types", function()
       local values = {
