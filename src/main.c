@@ -147,24 +147,33 @@ static int exit_status(lua_State *L, int status) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  uv_loop_t loop;
-  lua_State *L;
-  int status, code, script = 1;
+/* The index of the script (or -e) in argv, or -1 - exit code when the
+** command line is answered without running anything. */
+static int parse_command_line(int argc, char **argv) {
+  int script = 1;
   if (argc < 2) {
     fputs(usage_text, stderr);
-    return 1;
+    return -1 - 1;
   }
-  if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-v") == 0) return print_version();
+  if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-v") == 0)
+    return -1 - print_version();
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fputs(usage_text, stdout);
-    return 0;
+    return -1;
   }
   if (strcmp(argv[1], "--") == 0) script = 2;
   if (script >= argc || (strcmp(argv[script], "-e") == 0 && script + 1 >= argc)) {
     fputs(usage_text, stderr);
-    return 1;
+    return -1 - 1;
   }
+  return script;
+}
+
+int main(int argc, char **argv) {
+  uv_loop_t loop;
+  lua_State *L;
+  int status, code, script = parse_command_line(argc, argv);
+  if (script < 0) return -1 - script;
   L = luaL_newstate();
   if (L != NULL) lua_setallocf(L, procmon_alloc, NULL);  /* same small blocks */
   if (L == NULL || uv_loop_init(&loop) != 0) {

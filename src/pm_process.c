@@ -621,15 +621,10 @@ static void reap_now(pid_t pid) {
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
 }
 
-/* spawn(cmd, [opts]) -> Process | nil, msg, code */
-static int proc_spawn(lua_State *L) {
-  pm_ctx_t *ctx = pm_ctx(L);
-  spawn_spec_t sp;
-  pm_stream_t io[3];
-  pid_t pid;
-  int r, pidfd;
-  pm_proc_t *p;
-  memset(&sp, 0, sizeof sp);
+/* Validates cmd and opts into sp and io; raises on misuse. Leaves the
+** anchors, argv and envp scratch on the stack above the arguments. */
+static void parse_spawn_args(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3]) {
+  memset(sp, 0, sizeof *sp);
   lua_settop(L, 2);
   if (lua_isnil(L, 2)) {
     lua_newtable(L);
@@ -637,38 +632,54 @@ static int proc_spawn(lua_State *L) {
   }
   luaL_checktype(L, 2, LUA_TTABLE);
   pm_check_options(L, 2, "spawn", spawn_options);
-  parse_scalars(L, &sp);
+  parse_scalars(L, sp);
   lua_newtable(L);                       /* 3: anchors for C strings */
-  build_argv(L, &sp);                    /* 4 */
-  sp.file = sp.argv[0];
-  if (lua_getfield(L, 2, "env") != LUA_TNIL || sp.clear_env) {
+  build_argv(L, sp);                     /* 4 */
+  sp->file = sp->argv[0];
+  if (lua_getfield(L, 2, "env") != LUA_TNIL || sp->clear_env) {
     if (lua_isnil(L, -1)) lua_newtable(L), lua_replace(L, -2);
     luaL_argcheck(L, lua_istable(L, -1), 2, "option 'env': table expected");
-    build_env(L, &sp);                   /* 6 */
+    build_env(L, sp);                    /* 6 */
   }
-  resolve_path(L, &sp);
-  pm_stdio_parse(L, 2, io, sp.detached);
+  resolve_path(L, sp);
+  pm_stdio_parse(L, 2, io, sp->detached);
+}
+
+/* The child runs: watch it; on failure kill it and return fail. */
+static int start_watching(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3], pid_t pid) {
+  pm_ctx_t *ctx = pm_ctx(L);
+  int pidfd = ctx->no_pidfd ? -1 : pidfd_open(pid, 0);
+  pm_proc_t *p = NULL;
+  if ((pidfd < 0 && !ctx->no_pidfd) || (p = new_record(L, sp, io, pid, pidfd)) == NULL) {
+    int err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
+    if (pidfd >= 0) close(pidfd);
+    reap_now(pid);
+    pm_stdio_abort(io);
+    return pm_fail(L, err, "spawn '%s': watching the child", sp->argv[0]);
+  }
+  watch_exit(p);
+  start_timers(p);
+  pm_stdio_start(p, L, 2);
+  return 1;
+}
+
+/* spawn(cmd, [opts]) -> Process | nil, msg, code */
+static int proc_spawn(lua_State *L) {
+  spawn_spec_t sp;
+  pm_stream_t io[3];
+  pid_t pid;
+  int r;
+  parse_spawn_args(L, &sp, io);
   new_box(L);
   if ((r = pm_stdio_prepare(L, io, sp.argv[0])) != 0) return r;
-  sigchld_start(ctx);
+  sigchld_start(pm_ctx(L));
   r = do_spawn(&sp, io, &pid);
   pm_stdio_close_child_ends(io);
   if (r != 0) {
     pm_stdio_abort(io);
     return spawn_failure(L, &sp, r);
   }
-  pidfd = ctx->no_pidfd ? -1 : pidfd_open(pid, 0);
-  if ((pidfd < 0 && !ctx->no_pidfd) || (p = new_record(L, &sp, io, pid, pidfd)) == NULL) {
-    int err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
-    if (pidfd >= 0) close(pidfd);
-    reap_now(pid);
-    pm_stdio_abort(io);
-    return pm_fail(L, err, "spawn '%s': watching the child", sp.argv[0]);
-  }
-  watch_exit(p);
-  start_timers(p);
-  pm_stdio_start(p, L, 2);
-  return 1;
+  return start_watching(L, &sp, io, pid);
 }
 
 /* {=== Process methods ===} */
