@@ -39,13 +39,31 @@ describe("process", function()
     end)
 
     it("reports reason 'killed' after p:kill", function()
-      local p = assert(pm.spawn(H.cmd("sleep", "30")))
+      local p = assert(pm.spawn({ "sh", "-c", "exec sleep 30" }))
       assert.is_true(p:running())
       assert.is_true(p:kill())
       local r = p:wait()
       assert.are.equal("killed", r.reason)
       assert.are.equal("TERM", r.signal)
       assert.is_false(p:running())
+    end)
+
+    it("reports reason 'killed' when the child exits by itself on TERM", function()
+      local ready = false
+      local p = assert(pm.spawn({ "sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done" },
+        { lines = true, on_stdout = function(l) ready = ready or l == "ready" end }))
+      assert.is_true(H.eventually(function() return ready end))
+      p:kill()
+      local r = p:wait()
+      assert.are.equal(7, r.code)
+      assert.are.equal("killed", r.reason)
+    end)
+
+    it("keeps reason 'exit' after a signal that does not ask to end", function()
+      local p = assert(pm.spawn({ "sh", "-c", "trap '' USR1; sleep 0.2" }))
+      pm.sleep(0.05)
+      p:kill("USR1")
+      assert.are.equal("exit", p:wait().reason)
     end)
 
     it("accepts signal names and numbers in kill", function()

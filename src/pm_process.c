@@ -149,8 +149,17 @@ int pm_proc_push_callback(pm_proc_t *p, const char *name) {
   return 0;
 }
 
+/* Signals that ask a process to end (as opposed to USR1, STOP, CONT...). */
+static int ends_process(pm_proc_t *p, int sig) {
+  return sig == SIGTERM || sig == SIGKILL || sig == SIGINT || sig == SIGHUP ||
+         sig == SIGQUIT || sig == p->kill_signal;
+}
+
+/* "killed" once p:kill asked it to end, even if it then exited by itself
+** (a TERM handler that calls exit); "signal" for a death nobody here asked. */
 static const char *exit_reason(pm_proc_t *p) {
   if (p->reason) return p->reason;
+  if (p->user_signal && ends_process(p, p->user_signal)) return "killed";
   if (WIFSIGNALED(p->status))
     return WTERMSIG(p->status) == p->user_signal ? "killed" : "signal";
   return "exit";
