@@ -174,8 +174,7 @@ int main(int argc, char **argv) {
   lua_State *L;
   int status, code, script = parse_command_line(argc, argv);
   if (script < 0) return -1 - script;
-  L = luaL_newstate();
-  if (L != NULL) lua_setallocf(L, procmon_alloc, NULL);  /* same small blocks */
+  L = procmon_newstate();
   if (L == NULL || uv_loop_init(&loop) != 0) {
     fputs("procrun: cannot create the Lua state or the event loop\n", stderr);
     return 1;
@@ -196,7 +195,7 @@ int main(int argc, char **argv) {
   }
   procmon_kill_children(L);
   global_L = NULL;
-  lua_close(L);
+  procmon_close(L);
   uv_close((uv_handle_t *)&wake, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);

@@ -2,8 +2,6 @@
 ** Shared helpers: the one failure return, option readers, signal names.
 */
 #include <errno.h>
-#include <stdlib.h>
-#include <sys/mman.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -172,55 +170,4 @@ int pm_opt_function(lua_State *L, int arg, const char *key) {
 */
 void *pm_scratch(lua_State *L, size_t size) {
   return lua_newuserdatauv(L, size ? size : 1, 0);
-}
-
-/* {=== memory for big blocks ===} */
-
-#define PM_BIG ((size_t)1 << 20)  /* blocks this big are mapped, not malloc'd */
-
-static size_t page_round(size_t n) {
-  return (n + 4095) & ~(size_t)4095;
-}
-
-static void *big_map(size_t n) {
-  void *p = mmap(NULL, page_round(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return NULL;
-  /* 2 MiB pages: one fault per 2 MiB instead of 512, which is most of the
-  ** cost of filling a fresh 256 MiB capture or string in a VM. */
-  madvise(p, page_round(n), MADV_HUGEPAGE);
-  return p;
-}
-
-static void *big_remap(void *ptr, size_t osize, size_t nsize) {
-  void *p = mremap(ptr, page_round(osize), page_round(nsize), MREMAP_MAYMOVE);
-  if (p == MAP_FAILED) return NULL;
-  madvise(p, page_round(nsize), MADV_HUGEPAGE);
-  return p;
-}
-
-/*
-** A lua_Alloc: small blocks through realloc/free (as lauxlib's), blocks of
-** 1 MiB and more mapped with huge pages advised and grown with mremap (no
-** copy). Lua always passes a block's true size as osize, which is how a
-** free knows which kind it was. Also used for the capture buffers.
-*/
-void *procmon_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  void *p;
-  (void)ud;
-  if (ptr == NULL) osize = 0;  /* then osize only tells the object type */
-  if (nsize == 0) {
-    if (osize >= PM_BIG) munmap(ptr, page_round(osize));
-    else free(ptr);
-    return NULL;
-  }
-  if (osize < PM_BIG && nsize < PM_BIG) return realloc(ptr, nsize);
-  if (osize >= PM_BIG && nsize >= PM_BIG) return big_remap(ptr, osize, nsize);
-  p = nsize >= PM_BIG ? big_map(nsize) : malloc(nsize);
-  if (p == NULL) {
-    if (nsize < osize) abort();  /* Lua relies on shrinking never failing */
-    return NULL;
-  }
-  if (osize > 0) memcpy(p, ptr, osize < nsize ? osize : nsize);
-  procmon_alloc(ud, ptr, osize, 0);
-  return p;
 }

@@ -34,9 +34,15 @@ void procmon_kill_children(lua_State *L);
 ** carries its own already. */
 int procmon_msghandler(lua_State *L);
 
-/* A lua_Alloc for hosts (procrun uses it): realloc/free for small blocks,
-** huge-page mappings for blocks of 1 MiB and more, so that big captured
+/* A lua_Alloc: blocks up to 128 bytes from the pool 'ud' (NULL: none),
+** malloc below 1 MiB, huge-page mappings above, so that big captured
 ** outputs become Lua strings without a page fault per 4 KiB. */
 void *procmon_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* A new state as luaL_newstate makes it (panic handler, warnings off
+** until "@on"), allocating through procmon_alloc with a pool of its own.
+** Close it with procmon_close, which also frees the pool. */
+lua_State *procmon_newstate(void);
+void procmon_close(lua_State *L);
 
 #endif
