@@ -60,8 +60,7 @@ int pm_errno(void);
 double pm_wall_time(void);
 int pm_signal_arg(lua_State *L, int arg, const char *def);
 const char *pm_signal_name(int sig);
-void pm_check_options(lua_State *L, int arg, const char *fname,
-                      const char *const allowed[]);
+void pm_check_options(lua_State *L, int arg, const char *const allowed[]);
 double pm_opt_seconds(lua_State *L, int arg, const char *key, double def);
 size_t pm_opt_size(lua_State *L, int arg, const char *key, size_t def);
 const char *pm_opt_string(lua_State *L, int arg, const char *key,

@@ -640,7 +640,7 @@ static void parse_spawn_args(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3]) 
     lua_replace(L, 2);
   }
   luaL_checktype(L, 2, LUA_TTABLE);
-  pm_check_options(L, 2, "spawn", spawn_options);
+  pm_check_options(L, 2, spawn_options);
   parse_scalars(L, sp);
   lua_newtable(L);                       /* 3: anchors for C strings */
   build_argv(L, sp);                     /* 4 */

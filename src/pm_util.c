@@ -85,9 +85,7 @@ int pm_signal_arg(lua_State *L, int arg, const char *def) {
 /* {=== options ===} */
 
 /* Raises on any key of the table at 'arg' that is not in 'allowed'. */
-void pm_check_options(lua_State *L, int arg, const char *fname,
-                      const char *const allowed[]) {
-  (void)fname;
+void pm_check_options(lua_State *L, int arg, const char *const allowed[]) {
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     int ok = 0;
