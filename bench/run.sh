@@ -35,7 +35,8 @@ export LUA_CPATH="$MODULE_DIR/?.so;;"
 
 mkdir -p "$OUT/proc"
 for f in spawn_floor capture_floor lines_floor emit; do
-  if [ ! -x "$OUT/$f" ] || [ "$B/$f.c" -nt "$OUT/$f" ]; then
+  # the floors include floor.h, so a newer header rebuilds them too
+  if [ ! -x "$OUT/$f" ] || [ "$B/$f.c" -nt "$OUT/$f" ] || [ "$B/floor.h" -nt "$OUT/$f" ]; then
     cc -O2 -o "$OUT/$f" "$B/$f.c"
   fi
 done

@@ -2,22 +2,10 @@
 ** stdout and read everything into one growing buffer (realloc doubling,
 ** 64 KiB to start, reading straight into the free space).
 ** Prints: elapsed seconds, bytes, MB/s, own peak RSS (KiB). */
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-extern char **environ;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "floor.h"
 
 int main(int argc, char **argv) {
   posix_spawn_file_actions_t fa;

@@ -1,21 +1,9 @@
 /* Floor for the line benchmark: spawn the command with a pipe on its
 ** stdout, read 64 KiB at a time and only split lines (memchr).
 ** Prints: elapsed seconds, lines, lines per second. */
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-extern char **environ;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "floor.h"
 
 int main(int argc, char **argv) {
   static char buf[64 * 1024];

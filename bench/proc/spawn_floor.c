@@ -1,18 +1,6 @@
 /* Floor for the spawn benchmark: N x /bin/true, K in flight, with plain
 ** posix_spawn + waitpid. Prints: elapsed seconds, spawns per second. */
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <time.h>
-
-extern char **environ;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "floor.h"
 
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 1000, k = argc > 2 ? atoi(argv[2]) : 8;
