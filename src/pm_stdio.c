@@ -257,8 +257,11 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (s->discard || s->has_cb) {
     *buf = uv_buf_init(shared_buf, sizeof shared_buf);
   } else {
+    size_t room;
     grow_buffer(s, PM_CAPTURE_MIN);
-    *buf = uv_buf_init(s->buf + s->len, (unsigned int)(s->cap - s->len));
+    room = s->cap - s->len;
+    if (room > ((size_t)1 << 30)) room = (size_t)1 << 30;  /* uv_buf_t len is 32-bit */
+    *buf = uv_buf_init(s->buf + s->len, (unsigned int)room);
   }
 }
 
