@@ -378,7 +378,7 @@ static void write_cb(uv_write_t *req, int status) {
 }
 
 /* Writes what the pipe takes now and queues the rest (copied). */
-static int stdin_send(pm_stream_t *s, const char *data, size_t len) {
+static int stdin_send_chunk(pm_stream_t *s, const char *data, size_t len) {
   uv_stream_t *st = (uv_stream_t *)&s->pipe;
   uv_buf_t buf = uv_buf_init((char *)data, (unsigned int)len);
   write_req_t *w;
@@ -394,6 +394,15 @@ static int stdin_send(pm_stream_t *s, const char *data, size_t len) {
   memcpy(w->data, data + r, len - (size_t)r);
   buf = uv_buf_init(w->data, (unsigned int)(len - (size_t)r));
   if ((r = uv_write(&w->req, st, &buf, 1, write_cb)) != 0) free(w);
+  return r;
+}
+
+/* In pieces of at most 1 GiB: uv_buf_t lengths are 32-bit. */
+static int stdin_send(pm_stream_t *s, const char *data, size_t len) {
+  const size_t max = (size_t)1 << 30;
+  int r = 0;
+  for (size_t off = 0; off < len && r == 0; off += max)
+    r = stdin_send_chunk(s, data + off, len - off < max ? len - off : max);
   return r;
 }
 
