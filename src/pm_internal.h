@@ -25,6 +25,12 @@ typedef struct pm_embedded {
 
 extern const pm_embedded_t pm_embedded[];
 
+/* Every struct behind a procmon handle's 'data' starts with its close
+** callback, so the teardown can close handles it did not open itself. */
+typedef struct pm_owner {
+  uv_close_cb close;
+} pm_owner_t;
+
 /* {=== per-lua_State context ===} */
 typedef struct pm_proc pm_proc_t;
 

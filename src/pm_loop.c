@@ -91,7 +91,7 @@ static void walk_close_cb(uv_handle_t *h, void *arg) {
   (void)arg;
   /* Every procmon handle carries its owner in 'data'; a host's own handles
   ** have none and are the host's to close. */
-  if (h->data && !uv_is_closing(h)) uv_close(h, (uv_close_cb)((void **)h->data)[0]);
+  if (h->data && !uv_is_closing(h)) uv_close(h, ((pm_owner_t *)h->data)->close);
 }
 
 /*
@@ -263,7 +263,7 @@ static int loop_time(lua_State *L) {
 /* {=== one-shot timers ===} */
 
 typedef struct pm_timer {
-  uv_close_cb close;    /* first field: see walk_close_cb */
+  uv_close_cb close;    /* first field: a pm_owner_t */
   uv_timer_t handle;
   pm_ctx_t *ctx;
   int ref;              /* self-anchor while armed */
