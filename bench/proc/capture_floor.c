@@ -8,9 +8,8 @@
 #include "floor.h"
 
 int main(int argc, char **argv) {
-  posix_spawn_file_actions_t fa;
   struct rusage ru;
-  int fds[2], st;
+  int fd, st;
   pid_t pid;
   size_t len = 0, cap = 64 * 1024;
   char *buf;
@@ -18,24 +17,19 @@ int main(int argc, char **argv) {
   if (argc < 2) return fputs("usage: capture_floor CMD [ARGS]\n", stderr), 2;
   t0 = now();
   buf = malloc(cap);
-  if (pipe(fds) != 0) return perror("pipe"), 1;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  if (posix_spawnp(&pid, argv[1], &fa, NULL, argv + 1, environ) != 0) return perror("spawn"), 1;
-  close(fds[1]);
+  if ((fd = spawn_reader(argv + 1, &pid)) < 0) return 1;
   for (;;) {
     ssize_t n;
     if (cap - len < 64 * 1024) {
       cap *= 2;
       if ((buf = realloc(buf, cap)) == NULL) return perror("realloc"), 1;
     }
-    n = read(fds[0], buf + len, cap - len);
+    n = read(fd, buf + len, cap - len);
     if (n < 0) return perror("read"), 1;
     if (n == 0) break;
     len += (size_t)n;
   }
-  close(fds[0]);
+  close(fd);
   waitpid(pid, &st, 0);
   dt = now() - t0;
   getrusage(RUSAGE_SELF, &ru);

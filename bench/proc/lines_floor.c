@@ -7,22 +7,16 @@
 
 int main(int argc, char **argv) {
   static char buf[64 * 1024];
-  posix_spawn_file_actions_t fa;
-  int fds[2], st;
+  int fd, st;
   pid_t pid;
   long lines = 0;
   size_t carry = 0;  /* length of the unterminated tail seen so far */
   double t0, dt;
   if (argc < 2) return fputs("usage: lines_floor CMD [ARGS]\n", stderr), 2;
   t0 = now();
-  if (pipe(fds) != 0) return perror("pipe"), 1;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  if (posix_spawnp(&pid, argv[1], &fa, NULL, argv + 1, environ) != 0) return perror("spawn"), 1;
-  close(fds[1]);
+  if ((fd = spawn_reader(argv + 1, &pid)) < 0) return 1;
   for (;;) {
-    ssize_t n = read(fds[0], buf, sizeof buf);
+    ssize_t n = read(fd, buf, sizeof buf);
     char *p = buf, *end, *nl;
     if (n < 0) return perror("read"), 1;
     if (n == 0) break;
@@ -35,7 +29,7 @@ int main(int argc, char **argv) {
     carry += (size_t)(end - p);
   }
   if (carry) lines++;
-  close(fds[0]);
+  close(fd);
   waitpid(pid, &st, 0);
   dt = now() - t0;
   printf("%.6f %ld %.0f\n", dt, lines, lines / dt);
