@@ -41,6 +41,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 
 static void on_signal(int sig) {
   pending_signal = sig;
+  procmon_interrupt(sig);
   lua_sethook(global_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   uv_async_send(&wake);
 }

@@ -64,6 +64,8 @@ void pm_handle_closed(pm_ctx_t *ctx);
 int pm_fail(lua_State *L, int uverr, const char *fmt, ...);
 int pm_errno(void);
 double pm_wall_time(void);
+/* The signal passed to procmon_interrupt, or 0: waits check it. */
+int pm_interrupted(void);
 int pm_signal_arg(lua_State *L, int arg, const char *def);
 const char *pm_signal_name(int sig);
 void pm_check_options(lua_State *L, int arg, const char *const allowed[]);

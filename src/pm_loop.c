@@ -3,6 +3,7 @@
 ** callback runs on, the slot where a callback's error waits to be
 ** re-raised by whatever drove the loop, and the loop's teardown.
 */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,11 @@ void procmon_set_loop(lua_State *L, uv_loop_t *loop) {
   lua_pop(L, 1);
   ctx_create(L, loop);
 }
+
+static volatile sig_atomic_t interrupt_signal;
+
+void procmon_interrupt(int sig) { interrupt_signal = sig; }
+int pm_interrupted(void) { return (int)interrupt_signal; }
 
 void pm_handle_opened(pm_ctx_t *ctx) { ctx->handles++; }
 void pm_handle_closed(pm_ctx_t *ctx) { ctx->handles--; }

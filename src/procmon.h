@@ -29,6 +29,11 @@ int procmon_run(lua_State *L);
 ** after each child's grace), reaps them, and returns. Safe to call at exit. */
 void procmon_kill_children(lua_State *L);
 
+/* Tells procmon that the host was asked to stop by signal 'sig' (INT,
+** TERM, HUP): blocking waits such as a cache lock give up with an
+** "interrupted" failure. Async-signal-safe: call it from the handler. */
+void procmon_interrupt(int sig);
+
 /* Message handler for lua_pcall (lua.c's msghandler): appends a traceback,
 ** except to an error procmon re-raised from a callback or task, which
 ** carries its own already. */

@@ -210,7 +210,7 @@ end
 
 -- {=== lazily loaded parts ===}
 
-local lazy = { cache = "procmon.cache" }
+local lazy = { cache = "procmon.cache", json = "procmon.json" }
 
 function M.state_dir() return require("procmon.sys").state_dir() end
 
