@@ -92,6 +92,16 @@ describe("examples", function()
       assert.is_true(took < 10, "the timeout did not stop 'sleep 30'")
     end)
 
+    it("reports a job that exits 0 on its timeout's TERM as a timeout", function()
+      local r = example("parallel", { "-t", "0.5", "--",
+        "trap 'exit 0' TERM; while :; do sleep 0.05; done", "echo fine" })
+      assert.are.equal(1, r.code)
+      local rs = rows(r.stdout)
+      assert.are.equal("timeout", rs[1].status)
+      assert.are.equal("ok", rs[2].status)
+      assert.matches("^2 jobs, 1 ok, 1 failed in", lines(r.stdout)[4])
+    end)
+
     -- Each job logs "+" when it starts and "-" when it ends to one file;
     -- replaying the log gives the highest number running at once.
     local function max_running(j, njobs)
@@ -208,6 +218,16 @@ describe("examples", function()
       assert.are.same({ "out started" }, streamed(r.stdout))
       assert.is_true(tonumber(rep.duration:match("[%d.]+")) < 5)
       assert.are.same({}, leftovers(pgid))
+    end)
+
+    it("fails a build that exits 0 on its timeout's TERM (exit 124, BUILD FAILED)", function()
+      local r = example("watch_build", { "--timeout", "0.5", "--",
+        "trap 'exit 0' TERM; echo started; while :; do sleep 0.05; done" })
+      local rep = report(r.stdout)
+      assert.are.equal("timeout", rep.reason)
+      assert.are.equal("0", rep.code)
+      assert.matches("BUILD FAILED\n$", r.stdout)
+      assert.are.equal(124, r.code)
     end)
 
     it("kills a build that goes quiet on --idle", function()

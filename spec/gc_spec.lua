@@ -59,10 +59,39 @@ describe("gc", function()
   end)
 
   it("drops timers once they fired or stopped", function()
-    local t = pm._timer(10, function() end)
+    local fired = 0
+    local t = pm._timer(0.01, function() fired = fired + 1 end)
     assert.is_true(t:active())
-    assert.is_true(t:stop())
-    assert.is_false(t:stop())
+    assert.are.equal(1, pm._handles())
+    pm.loop()  -- returns once the timer fired and its handle closed
+    assert.are.equal(1, fired)
     assert.is_false(t:active())
+    assert.is_false(t:stop())
+    assert.are.equal(0, pm._handles())
+
+    local u = pm._timer(10, function() fired = fired + 1 end)
+    assert.is_true(u:stop())
+    assert.is_false(u:stop())
+    assert.is_false(u:active())
+    pm.loop()  -- at once: a stopped timer holds the loop no longer
+    assert.are.equal(0, pm._handles())
+    assert.are.equal(1, fired)
+
+    -- Nothing anchors them any more: dropped, they are collected.
+    local weak = setmetatable({ t, u }, { __mode = "v" })
+    t, u = nil, nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
+  it("anchors an armed timer until it fires", function()
+    local fired = false
+    local weak = setmetatable({ pm._timer(0.01, function() fired = true end) }, { __mode = "v" })
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(weak[1])
+    pm.loop()
+    assert.is_true(fired)
   end)
 end)

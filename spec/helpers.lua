@@ -70,13 +70,20 @@ function H.eventually(fn, timeout)
   return fn()
 end
 
---- after_each: stop leftovers, drain the loop, then no handle may be open.
+--- after_each: a test must leave no running child and no open handle.
+--- A leaked child fails the test; it is killed first, so that the next
+--- test starts clean.
 function H.assert_no_live_handles()
-  for _, p in ipairs(pm.active()) do p:kill("KILL") end
+  local leaked = {}
+  for _, p in ipairs(pm.active()) do
+    leaked[#leaked + 1] = p.pid
+    pcall(p.kill, p, "KILL")  -- a closed Process raises: it is being stopped
+  end
   pm.loop()
   -- A kill in progress may watch a dead leader's group a little longer
   -- without keeping the loop alive; give it its grace.
   H.eventually(function() pm.loop(); return pm._handles() == 0 end, 3)
+  assert.are.same({}, leaked, "the test left running children (pids above)")
   assert.are.equal(0, pm._handles(), "live libuv handles after the test")
 end
 

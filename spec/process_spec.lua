@@ -59,6 +59,38 @@ describe("process", function()
       assert.are.equal("killed", r.reason)
     end)
 
+    -- A child that traps TERM and exits 0 was still stopped: not a success.
+    local TRAP_EXIT_0 = { "sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done" }
+
+    it("is not ok when a timeout stopped it, even with exit code 0", function()
+      local r = pm.run(TRAP_EXIT_0, { timeout = 0.3 })
+      assert.are.equal(0, r.code)
+      assert.are.equal("timeout", r.reason)
+      assert.is_false(r.ok)
+    end)
+
+    it("is not ok when p:kill stopped it, even with exit code 0", function()
+      local ready = false
+      local p = assert(pm.spawn(TRAP_EXIT_0,
+        { lines = true, on_stdout = function(l) ready = ready or l == "ready" end }))
+      assert.is_true(H.eventually(function() return ready end))
+      p:kill()
+      local r = p:wait()
+      assert.are.equal(0, r.code)
+      assert.are.equal("killed", r.reason)
+      assert.is_false(r.ok)
+    end)
+
+    it("names real-time signals (RTMIN, RTMIN+n) in Result.signal", function()
+      for _, name in ipairs({ "RTMIN", "RTMIN+2", "SIGRTMIN+3" }) do
+        local p = assert(pm.spawn(H.cmd("sleep", "30"), { stdout = "null" }))
+        assert.is_true(p:kill(name))
+        assert.are.equal((name:gsub("^SIG", "")), p:wait().signal)
+      end
+      -- A death nobody here asked for is named the same way.
+      assert.are.equal("RTMIN", pm.run({ "sh", "-c", "kill -s RTMIN $$" }).signal)
+    end)
+
     it("keeps reason 'exit' after a signal that does not ask to end", function()
       local p = assert(pm.spawn({ "sh", "-c", "trap '' USR1; sleep 0.2" }))
       pm.sleep(0.05)
@@ -112,6 +144,15 @@ describe("process", function()
       assert.are.equal("KILL", p:wait(5).signal)
     end)
 
+    it("waits for ever with math.huge (no overflow into 'at once')", function()
+      local p = assert(pm.spawn(H.cmd("sleep", "0.2")))
+      local r, msg = p:wait(math.huge)
+      assert.is_table(r, msg)
+      assert.are.equal(0, r.code)
+      r = assert(pm.spawn(H.cmd("exit", "0"))):wait(1e17)
+      assert.are.equal(0, r.code)
+    end)
+
     it("calls on_exit with the Result before wait returns", function()
       local seen
       local p = assert(pm.spawn(H.cmd("exit", "4"), { on_exit = function(r) seen = r end }))
@@ -129,6 +170,13 @@ describe("process", function()
   end)
 
   describe("options", function()
+    it("takes math.huge as 'never' for timeout, idle_timeout and kill_grace", function()
+      local r = pm.run(H.cmd("sleep", "0.2"), { timeout = math.huge, idle_timeout = 1e300,
+        kill_grace = math.huge })
+      assert.are.equal("exit", r.reason)
+      assert.is_true(r.ok)
+    end)
+
     it("runs in cwd", function()
       local dir = H.tmpdir()
       local r = pm.run(H.cmd("pwd"), { cwd = dir })
@@ -261,6 +309,16 @@ describe("process", function()
     it("refuses pipes", function()
       assert.error_matches(function() pm.spawn(H.cmd("echo"), { detached = true, stdout = "pipe" }) end,
         "detached process takes only")
+    end)
+  end)
+
+  describe("the after_each check", function()
+    it("fails on a leaked running child, and kills it", function()
+      local p = assert(pm.spawn(H.cmd("sleep", "30")))
+      local ok, err = pcall(H.assert_no_live_handles)
+      assert.is_false(ok, "a leaked child passed the check")
+      assert.matches("running children", tostring(err and err.message or err))
+      assert.is_false(p:running())
     end)
   end)
 

@@ -5,14 +5,37 @@ local H = require "helpers"
 describe("tasks", function()
   after_each(H.assert_no_live_handles)
 
-  it("run two 0.3 s sleeps concurrently", function()
-    local t0 = pm.time()
-    local a = pm.task(function() pm.sleep(0.3); return "a" end)
-    local b = pm.task(function() pm.sleep(0.3); return "b" end)
-    assert.are.equal("a", a:wait())
-    assert.are.equal("b", b:wait())
-    local dt = pm.time() - t0
-    assert.is_true(dt >= 0.29 and dt < 0.55, "took " .. dt)
+  it("run two sleeps concurrently", function()
+    -- Each sleep records when it ran; concurrent means their spans
+    -- overlap (serial ones would not), whatever the machine's load.
+    local function sleeper(name)
+      return pm.task(function()
+        local t0 = pm.time()
+        pm.sleep(0.3)
+        return name, t0, pm.time()
+      end)
+    end
+    local a, b = sleeper("a"), sleeper("b")
+    local na, a0, a1 = a:wait()
+    local nb, b0, b1 = b:wait()
+    assert.are.same({ "a", "b" }, { na, nb })
+    assert.is_true(a1 - a0 >= 0.29 and b1 - b0 >= 0.29, "a sleep ended early")
+    assert.is_true(b0 < a1 and a0 < b1, "the sleeps ran one after the other")
+  end)
+
+  it("sleeps for ever with a huge number of seconds (no overflow)", function()
+    local code = [[
+      local pm = require "procmon"
+      pm.task(function() pm.sleep(1e17); io.write("woke ") end)
+      pm.task(function() pm.sleep(math.huge); io.write("woke ") end)
+      pm.sleep(0.2)
+      io.write("alive")
+      io.stdout:flush()
+      pm.loop()
+    ]]
+    local r = pm.run({ H.lua, "-e", code }, { timeout = 1 })
+    assert.are.equal("alive", r.stdout, r.stderr)
+    assert.are.equal("timeout", r.reason)
   end)
 
   it("run two processes concurrently with wait inside tasks", function()

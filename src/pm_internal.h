@@ -68,6 +68,11 @@ double pm_wall_time(void);
 int pm_interrupted(void);
 int pm_signal_arg(lua_State *L, int arg, const char *def);
 const char *pm_signal_name(int sig);
+void pm_push_signal_name(lua_State *L, int sig);
+int pm_opt_signal(lua_State *L, int arg, const char *key, const char *def);
+/* Durations: seconds to milliseconds, saturating ("forever") when huge. */
+#define PM_FOREVER_MS ((uint64_t)1 << 62)
+uint64_t pm_ms(double seconds);
 void pm_check_options(lua_State *L, int arg, const char *const allowed[]);
 double pm_opt_seconds(lua_State *L, int arg, const char *key, double def);
 size_t pm_opt_size(lua_State *L, int arg, const char *key, size_t def);

@@ -328,7 +328,7 @@ static int timer_new(lua_State *L) {
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   box->t = t;
   uv_update_time(ctx->loop);  /* the cached loop time may be stale */
-  uv_timer_start(&t->handle, timer_fire_cb, (uint64_t)(s * 1000 + 0.5), 0);
+  uv_timer_start(&t->handle, timer_fire_cb, pm_ms(s), 0);  /* huge: forever */
   return 1;
 }
 

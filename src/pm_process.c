@@ -107,7 +107,7 @@ static void kill_timer_cb(uv_timer_t *t) {
 /* Stops the child on procmon's own account: kill_signal to its group,
 ** then SIGKILL after kill_grace. The first reason is the one reported. */
 void pm_proc_terminate(pm_proc_t *p, const char *reason) {
-  uint64_t grace = (uint64_t)(p->kill_grace * 1000);
+  uint64_t grace = pm_ms(p->kill_grace);
   if (p->reason == NULL) p->reason = reason;
   if (p->exited || p->killing) return;
   p->killing = 1;
@@ -185,11 +185,12 @@ static void push_result(lua_State *L, pm_proc_t *p, int spec) {
     lua_pushinteger(L, code);
     lua_setfield(L, -2, "code");
   } else if (WIFSIGNALED(p->status)) {
-    const char *name = pm_signal_name(WTERMSIG(p->status));
-    if (name) lua_pushstring(L, name); else lua_pushinteger(L, WTERMSIG(p->status));
+    pm_push_signal_name(L, WTERMSIG(p->status));
     lua_setfield(L, -2, "signal");
   }
-  lua_pushboolean(L, exited && code == 0);
+  /* Success only: a child that exits 0 when its timeout's TERM arrives
+  ** was still stopped for a reason. */
+  lua_pushboolean(L, exited && code == 0 && strcmp(reason, "exit") == 0);
   lua_setfield(L, -2, "ok");
   pm_stdio_push_output(L, p, 1);
   lua_setfield(L, -2, "stdout");
@@ -487,9 +488,7 @@ static void parse_scalars(lua_State *L, spawn_spec_t *sp) {
   sp->timeout = pm_opt_seconds(L, 2, "timeout", 0);
   sp->idle_timeout = pm_opt_seconds(L, 2, "idle_timeout", 0);
   sp->kill_grace = pm_opt_seconds(L, 2, "kill_grace", 2);
-  lua_getfield(L, 2, "kill_signal");
-  sp->kill_signal = pm_signal_arg(L, lua_gettop(L), "TERM");
-  lua_pop(L, 1);
+  sp->kill_signal = pm_opt_signal(L, 2, "kill_signal", "TERM");
   sp->max_buffer = pm_opt_size(L, 2, "max_buffer", (size_t)64 << 20);
   pm_opt_string(L, 2, "name", NULL);
   pm_opt_bool(L, 2, "lines");
@@ -585,10 +584,10 @@ static void start_timers(pm_proc_t *p) {
   init_timer(p, &p->idle_timer);
   init_timer(p, &p->kill_timer);
   init_timer(p, &p->grace_timer);
-  if (p->timeout > 0)
-    uv_timer_start(&p->timeout_timer, timeout_cb, (uint64_t)(p->timeout * 1000), 0);
-  if (p->idle_timeout > 0) {
-    uint64_t ms = (uint64_t)(p->idle_timeout * 1000);
+  if (p->timeout > 0 && pm_ms(p->timeout) < PM_FOREVER_MS)
+    uv_timer_start(&p->timeout_timer, timeout_cb, pm_ms(p->timeout), 0);
+  if (p->idle_timeout > 0 && pm_ms(p->idle_timeout) < PM_FOREVER_MS) {
+    uint64_t ms = pm_ms(p->idle_timeout);
     uv_timer_start(&p->idle_timer, idle_cb, ms, ms);
   }
 }

@@ -59,11 +59,51 @@ const char *pm_signal_name(int sig) {
   return NULL;
 }
 
+/* Pushes the name of any signal: "TERM", the real-time ones as "RTMIN",
+** "RTMIN+2" ... "RTMAX" (their numbers vary with the C library), and the
+** few left (glibc's reserved 32 and 33) as "SIG32". */
+void pm_push_signal_name(lua_State *L, int sig) {
+  const char *name = pm_signal_name(sig);
+  if (name) lua_pushstring(L, name);
+  else if (sig == SIGRTMIN) lua_pushliteral(L, "RTMIN");
+  else if (sig == SIGRTMAX) lua_pushliteral(L, "RTMAX");
+  else if (sig > SIGRTMIN && sig < SIGRTMAX) lua_pushfstring(L, "RTMIN+%d", sig - SIGRTMIN);
+  else lua_pushfstring(L, "SIG%d", sig);
+}
+
+/* "N" or "+N"/"-N" (with 'sign') after a prefix: N, or -1. */
+static int small_number(const char *s, int sign) {
+  int n = 0;
+  if (sign) {
+    if (*s != sign) return *s == '\0' ? 0 : -1;
+    s++;
+  }
+  if (*s == '\0') return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9' || n > 99) return -1;
+    n = n * 10 + (*s - '0');
+  }
+  return n;
+}
+
+/* The names pm_push_signal_name gives that are not in the table. */
+static int numbered_signal(const char *name) {
+  int n = -1, rt = 1;
+  if (strncasecmp(name, "RTMIN", 5) == 0 && (n = small_number(name + 5, '+')) >= 0)
+    n += SIGRTMIN;
+  else if (strncasecmp(name, "RTMAX", 5) == 0 && (n = small_number(name + 5, '-')) >= 0)
+    n = SIGRTMAX - n;
+  else
+    n = small_number(name, 0), rt = 0;  /* "SIG32", as pushed above */
+  if (n < (rt ? SIGRTMIN : 1) || n > SIGRTMAX) return -1;
+  return n;
+}
+
 static int signal_by_name(const char *name) {
   if (strncasecmp(name, "SIG", 3) == 0) name += 3;
   for (int i = 0; signals[i].name; i++)
     if (strcasecmp(signals[i].name, name) == 0) return signals[i].num;
-  return -1;
+  return numbered_signal(name);
 }
 
 /* A signal given as a name ("TERM", "SIGTERM") or a number (0 probes). */
@@ -79,6 +119,28 @@ int pm_signal_arg(lua_State *L, int arg, const char *def) {
   if (sig < 0)
     luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'",
                                           lua_tostring(L, arg)));
+  return sig;
+}
+
+/* Option 'key' of the table at 'arg' as a signal to send (not 0); the
+** one named 'def' when absent. Raises naming the option. */
+int pm_opt_signal(lua_State *L, int arg, const char *key, const char *def) {
+  int t = lua_getfield(L, arg, key), sig = -1;
+  if (t == LUA_TNIL) {
+    sig = signal_by_name(def);
+  } else if (t == LUA_TNUMBER) {
+    lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+    if (n >= 1 && n <= SIGRTMAX) sig = (int)n;
+  } else if (t == LUA_TSTRING) {
+    sig = signal_by_name(lua_tostring(L, -1));
+  } else {
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': signal name or number "
+                                          "expected, got %s", key, luaL_typename(L, -1)));
+  }
+  if (sig < 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': unknown signal '%s'", key,
+                                          luaL_tolstring(L, -1, NULL)));
+  lua_pop(L, 1);
   return sig;
 }
 
@@ -114,13 +176,25 @@ static int opt_get(lua_State *L, int arg, const char *key, int type,
   return 1;
 }
 
-/* A non-negative duration in seconds; 'def' when absent. */
+/* Seconds as libuv milliseconds, rounded. A duration too long to count
+** (math.huge, 1e17) saturates at PM_FOREVER_MS, about 146 million years:
+** converting it as is would overflow (undefined behaviour), and the cap
+** leaves room to add it to a loop time. */
+uint64_t pm_ms(double seconds) {
+  double ms = seconds * 1000 + 0.5;
+  if (!(ms > 0)) return 0;
+  if (ms >= (double)PM_FOREVER_MS) return PM_FOREVER_MS;
+  return (uint64_t)ms;
+}
+
+/* A non-negative duration in seconds (math.huge: forever); 'def' when
+** absent. */
 double pm_opt_seconds(lua_State *L, int arg, const char *key, double def) {
   double v;
   if (!opt_get(L, arg, key, LUA_TNUMBER, "number")) return def;
   v = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(v >= 0) || v > 1e9)
+  if (!(v >= 0))
     luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': must be a "
                                           "non-negative number of seconds",
                                           key));

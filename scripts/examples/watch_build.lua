@@ -2,8 +2,9 @@
 -- Runs a build under supervision: streams its output line by line with a
 -- timestamp and an [out]/[err] tag, kills it when it runs too long or goes
 -- quiet for too long, and ends with a report (reason, exit code, duration,
--- the last stderr lines). Exits with the build's code, 124 when it was
--- killed for a timeout, 1 when it died otherwise.
+-- the last stderr lines). Exits 0 when the build succeeded (r.ok), 124 when
+-- it was stopped for a timeout (whatever its code), else the build's code,
+-- or 1 when it died otherwise.
 --
 --   procrun watch_build.lua [--timeout S] [--idle S] [--tail N] [--] [COMMAND...]
 --
@@ -124,8 +125,9 @@ local function main(...)
   for _, line in ipairs(tail) do io.stdout:write("  | ", line, "\n") end
   io.stdout:write(r.ok and "BUILD OK\n" or "BUILD FAILED\n")
 
-  if r.code then return r.code end
-  if r.timed_out then return 124 end
+  if r.ok then return 0 end
+  if r.timed_out then return 124 end  -- even when the build exited 0 on its TERM
+  if r.code and r.code ~= 0 then return r.code end
   return 1
 end
 
