@@ -54,6 +54,8 @@ static void register_embedded(lua_State *L) {
   set_preload(L, "procmon.store");
   lua_pushcfunction(L, pm_open_sys);
   set_preload(L, "procmon.sys");
+  lua_pushcfunction(L, pm_open_input);
+  set_preload(L, "procmon.input");
 }
 
 /*
@@ -76,14 +78,22 @@ int luaopen_procmon(lua_State *L) {
   return 1;
 }
 
-/* require "procmon.cache" before require "procmon" from a stock lua5.4:
-** Lua's C searcher finds this entry point in procmon.so. */
-int luaopen_procmon_cache(lua_State *L) {
+/* require "procmon.<name>" before require "procmon" from a stock lua5.4:
+** Lua's C searcher finds these entry points in procmon.so. */
+static int open_submodule(lua_State *L, const char *name) {
   luaL_requiref(L, "procmon", luaopen_procmon, 0);
   lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_getfield(L, -1, "procmon.cache");
-  lua_pushliteral(L, "procmon.cache");
+  lua_getfield(L, -1, name);
+  lua_pushstring(L, name);
   lua_call(L, 1, 1);
   return 1;
+}
+
+int luaopen_procmon_cache(lua_State *L) {
+  return open_submodule(L, "procmon.cache");
+}
+
+int luaopen_procmon_statusline(lua_State *L) {
+  return open_submodule(L, "procmon.statusline");
 }

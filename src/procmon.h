@@ -14,8 +14,10 @@ int luaopen_procmon(lua_State *L);
 /* Registers "procmon" and "procmon.<name>" in package.preload (hosts). */
 void procmon_preload(lua_State *L);
 
-/* Opens procmon.cache directly (require "procmon.cache" first). */
+/* Open procmon.cache and procmon.statusline directly (required before
+** "procmon" from a stock lua5.4). */
 int luaopen_procmon_cache(lua_State *L);
+int luaopen_procmon_statusline(lua_State *L);
 
 /* Makes the module use the host's loop instead of creating its own.
 ** Call before the script runs; the host then owns the loop's teardown. */

@@ -210,7 +210,10 @@ end
 
 -- {=== lazily loaded parts ===}
 
-local lazy = { cache = "procmon.cache", json = "procmon.json" }
+local lazy = {
+  cache = "procmon.cache", json = "procmon.json", env = "procmon.env",
+  session = "procmon.session", hook = "procmon.hook", statusline = "procmon.statusline",
+}
 
 function M.state_dir() return require("procmon.sys").state_dir() end
 
