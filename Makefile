@@ -3,10 +3,11 @@ BUILD ?= build
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
 DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev \
-               libuv1-dev lua-busted
+               libuv1-dev lua-busted groff-base zsh
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps install-missing test test-asan demo install uninstall bench clean
+.PHONY: all deps install-missing test test-asan demo install uninstall bench clean deb \
+        check-packaging
 
 all: $(BUILD)/procrun
 
@@ -53,11 +54,44 @@ bench: deps all
 	bench/run.sh
 	bench/cache.sh
 
+# PREFIX and DESTDIR are read here, at install time (not only by the first
+# configure): `make install PREFIX=/opt/x DESTDIR=/tmp/stage` after a plain
+# `make` stages /tmp/stage/opt/x/bin/procrun.
 install: all
-	cmake --install $(BUILD)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
+# Removes what the last `make install` listed (under the same DESTDIR), and
+# procrun's own share/procrun directory once empty.
 uninstall:
-	xargs rm -f < $(BUILD)/install_manifest.txt
+	sed 's|^|$(DESTDIR)|' $(BUILD)/install_manifest.txt | xargs -r rm -f
+	sed -n 's|^\(.*/share/procrun\)/.*|$(DESTDIR)\1|p' $(BUILD)/install_manifest.txt | sort -u | \
+	  xargs -r -I{} find {} -depth -type d -empty -delete
+
+# The Debian package, built with CPack (see cmake/packaging.cmake) in its own
+# tree with Debian's build flags: build-deb/procrun_<version>_<arch>.deb.
+DEB_BUILD = build-deb
+DEB_TOOLS = dpkg-dev file
+deb:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory install-missing PACKAGES="$(DEB_TOOLS)"
+	export DEB_BUILD_MAINT_OPTIONS=hardening=+all; \
+	cmake -S . -B $(DEB_BUILD) -DPM_DEB=ON -DCMAKE_BUILD_TYPE=None \
+	  -DCMAKE_INSTALL_PREFIX=/usr \
+	  -DLUA_CMOD_DIR=lib/$$(dpkg-architecture -qDEB_HOST_MULTIARCH)/lua/5.4 \
+	  -DZSH_COMPLETION_DIR=share/zsh/vendor-completions \
+	  -DCMAKE_C_FLAGS="$$(dpkg-buildflags --get CPPFLAGS) $$(dpkg-buildflags --get CFLAGS)" \
+	  -DCMAKE_EXE_LINKER_FLAGS="$$(dpkg-buildflags --get LDFLAGS)" \
+	  -DCMAKE_MODULE_LINKER_FLAGS="$$(dpkg-buildflags --get LDFLAGS)"
+	cmake --build $(DEB_BUILD) -j2
+	rm -f $(DEB_BUILD)/procrun_*.deb
+	cd $(DEB_BUILD) && cpack -G DEB
+	@ls $(DEB_BUILD)/procrun_*.deb
+
+# Slow checks, run by CI: the .deb (lintian, apt-get install and remove on
+# this machine) and the rockspec (luarocks make into a temporary tree).
+check-packaging: deb
+	@$(MAKE) --no-print-directory install-missing PACKAGES="lintian luarocks"
+	PM_CHECK_PACKAGING=1 spec/run lua5.4 spec/packaging_spec.lua
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan $(DEB_BUILD) build.luarocks
