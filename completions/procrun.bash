@@ -36,13 +36,31 @@ _procrun() {
     fi
     return 0
   fi
+  # The subcommand's positional arguments before the cursor, and its --dir
+  # (a monitor directory: the ids come from there).
+  local i npos=0 dir=()
+  for ((i = 2; i < COMP_CWORD; i++)); do
+    case ${COMP_WORDS[i]} in
+      --dir) ((i++)); dir=(--dir "${COMP_WORDS[i]}") ;;
+      -n) ((i++)) ;;
+      -*) ;;
+      *) ((npos++)) ;;
+    esac
+  done
+  if [[ $prev == --dir ]]; then
+    compopt -o filenames 2>/dev/null
+    COMPREPLY=($(compgen -d -- "$cur"))
+    return 0
+  fi
   case $sub in
     ps)
-      COMPREPLY=($(compgen -W $'--all\n--json' -- "$cur")) ;;
+      COMPREPLY=($(compgen -W $'--all\n-a\n--json\n--dir' -- "$cur")) ;;
     kill)
-      if ((COMP_CWORD == 2)); then
-        COMPREPLY=($(compgen -W "$(_procrun_ids "$prog")" -- "$cur"))
-      elif ((COMP_CWORD == 3)); then
+      if [[ $cur == -* && $cur != -[0-9]* ]]; then
+        COMPREPLY=($(compgen -W '--dir' -- "$cur"))
+      elif ((npos == 0)); then
+        COMPREPLY=($(compgen -W "$(_procrun_ids "$prog" "${dir[@]}")" -- "$cur"))
+      elif ((npos == 1)); then
         COMPREPLY=($(compgen -W $'TERM\nINT\nHUP\nKILL\nQUIT\nUSR1\nUSR2\nSTOP\nCONT' \
                      -- "${cur#SIG}"))
       fi ;;
@@ -50,9 +68,9 @@ _procrun() {
       if [[ $prev == -n ]]; then
         return 0
       elif [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W $'-f\n-n' -- "$cur"))
-      else
-        COMPREPLY=($(compgen -W "$(_procrun_ids "$prog" --all)" -- "$cur"))
+        COMPREPLY=($(compgen -W $'-f\n--follow\n-n\n--dir' -- "$cur"))
+      elif ((npos == 0)); then
+        COMPREPLY=($(compgen -W "$(_procrun_ids "$prog" --all "${dir[@]}")" -- "$cur"))
       fi ;;
     help)
       ((COMP_CWORD == 2)) &&

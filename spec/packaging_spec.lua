@@ -171,8 +171,8 @@ describe("the bash completion", function()
   end)
 
   it("completes the flags of ps and logs", function()
-    assert.are.same({ "--all", "--json" }, complete({ "procrun", "ps", "--" }))
-    assert.are.same({ "-f", "-n" }, complete({ "procrun", "logs", "-" }))
+    assert.are.same({ "--all", "--json", "--dir" }, complete({ "procrun", "ps", "--" }))
+    assert.are.same({ "-f", "--follow", "-n", "--dir" }, complete({ "procrun", "logs", "-" }))
   end)
 
   it("completes kill and logs with the record ids of procrun ps --json", function()
@@ -199,6 +199,21 @@ exec %s "$@"
     assert.are.same({ "build-1a", "lint-2b" }, ids)
     assert.are.same({ "lint-2b" }, complete({ stub, "logs", "-f", "l" }))
     assert.are.same({ "TERM" }, complete({ stub, "kill", "build-1a", "T" }))
+    assert.are.same({ "TERM" }, complete({ stub, "kill", "--dir", "/x", "build-1a", "SIGT" }))
+    assert.are.same({}, complete({ stub, "logs", "-n", "5", "build-1a", "" }))
+  end)
+
+  it("passes --dir on to procrun ps for the ids", function()
+    local stub = tmp .. "/procrun-dir"
+    local f = assert(io.open(stub, "w"))
+    f:write("#!/bin/sh\nif [ \"$1\" = ps ]; then\n"
+      .. "  case \" $* \" in *\" --dir /mon \"*) echo '[{\"id\":\"in-dir\"}]' ;; *) echo '[]' ;; esac\n"
+      .. "  exit 0\nfi\nexec " .. q(H.procrun) .. ' "$@"\n')
+    f:close()
+    os.execute("chmod +x " .. q(stub))
+    assert.are.same({}, complete({ stub, "kill", "" }))
+    assert.are.same({ "in-dir" }, complete({ stub, "kill", "--dir", "/mon", "" }))
+    assert.are.same({ "in-dir" }, complete({ stub, "logs", "--dir", "/mon", "-f", "" }))
   end)
 
   it("completes nothing for kill when procrun lists no record", function()
