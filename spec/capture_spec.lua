@@ -19,7 +19,7 @@ describe("capture", function()
     local data = {}
     for i = 0, 255 do data[#data + 1] = string.char(i) end
     data = table.concat(data):rep(10)
-    local r = pm.run(H.cmd("cat"), { stdin = data })
+    local r = pm.run(H.cmd("cat"), { input = data })
     assert.are.equal(data, r.stdout)
   end)
 

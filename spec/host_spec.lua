@@ -206,7 +206,7 @@ for i = 1, n do io.write("...[", i, "]=", (select(i, ...)), "\n") end
     end)
 
     it("passes stdin through to the script", function()
-      local r = procrun({ "-e", 'io.write(io.read("a"):upper())' }, { stdin = "hello\n" })
+      local r = procrun({ "-e", 'io.write(io.read("a"):upper())' }, { input = "hello\n" })
       assert.are.equal("HELLO\n", r.stdout)
     end)
 

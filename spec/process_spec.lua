@@ -211,10 +211,18 @@ describe("process", function()
       assert.are.equal("42\n", r.stdout)
     end)
 
-    it("writes a stdin string and closes it", function()
-      local r = pm.run(H.cmd("cat"), { stdin = "hello\0world" })
+    it("writes input to stdin and closes it", function()
+      local r = pm.run(H.cmd("cat"), { input = "hello\0world" })
       assert.are.equal("hello\0world", r.stdout)
       assert.are.equal("11\n", r.stderr)
+    end)
+
+    it("takes input as data, never as a mode: \"pipe\", \"null\" and \"inherit\" too", function()
+      for _, data in ipairs({ "pipe", "null", "inherit", "" }) do
+        local r = pm.run(H.cmd("cat"), { input = data })
+        assert.are.equal(data, r.stdout)
+        assert.are.equal(#data .. "\n", r.stderr)
+      end
     end)
 
     it("gives EOF on stdin by default (null)", function()

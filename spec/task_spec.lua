@@ -116,7 +116,7 @@ describe("run_all", function()
 
   it("passes per-job options and still calls their on_exit", function()
     local seen
-    local rs = pm.run_all({ { H.cmd("cat"), { stdin = "in", on_exit = function(r) seen = r.stdout end } } })
+    local rs = pm.run_all({ { H.cmd("cat"), { input = "in", on_exit = function(r) seen = r.stdout end } } })
     assert.are.equal("in", rs[1].stdout)
     assert.are.equal("in", seen)
   end)

@@ -78,6 +78,7 @@ double pm_opt_seconds(lua_State *L, int arg, const char *key, double def);
 size_t pm_opt_size(lua_State *L, int arg, const char *key, size_t def);
 const char *pm_opt_string(lua_State *L, int arg, const char *key,
                           const char *def);
+const char *pm_check_c_string(lua_State *L, int idx, int arg, const char *what);
 int pm_opt_bool(lua_State *L, int arg, const char *key);
 int pm_opt_function(lua_State *L, int arg, const char *key);
 void *pm_scratch(lua_State *L, size_t size);

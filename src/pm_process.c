@@ -29,7 +29,7 @@ extern char **environ;
 #define PM_PIPE_GRACE_MS 250
 
 static const char *const spawn_options[] = {
-  "cwd", "env", "clear_env", "shell", "stdin", "stdout", "stderr",
+  "cwd", "env", "clear_env", "shell", "stdin", "input", "stdout", "stderr",
   "on_stdout", "on_stderr", "lines", "timeout", "idle_timeout",
   "kill_signal", "kill_grace", "max_buffer", "detached", "on_exit", "name",
   NULL
@@ -395,7 +395,7 @@ static void build_argv(lua_State *L, spawn_spec_t *sp) {
     sp->argv = (char **)pm_scratch(L, 4 * sizeof(char *));
     sp->argv[0] = (char *)"/bin/sh";
     sp->argv[1] = (char *)"-c";
-    sp->argv[2] = (char *)lua_tostring(L, 1);
+    sp->argv[2] = (char *)pm_check_c_string(L, 1, 1, "command");
     sp->argv[3] = NULL;
     return;
   }
@@ -408,6 +408,8 @@ static void build_argv(lua_State *L, spawn_spec_t *sp) {
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
       luaL_argerror(L, 1, lua_pushfstring(L, "command element %d: string expected, got %s",
                                           (int)i, luaL_typename(L, -1)));
+    if (t == LUA_TSTRING && strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+      luaL_argerror(L, 1, lua_pushfstring(L, "command element %d contains a NUL byte", (int)i));
     sp->argv[i - 1] = (char *)anchor_string(L, -1);
     lua_pop(L, 1);
   }
@@ -422,6 +424,13 @@ static int env_overridden(lua_State *L, int env, const char *entry) {
   t = lua_rawget(L, env);
   lua_pop(L, 1);
   return t != LUA_TNIL;
+}
+
+/* A variable name the child can see: not empty, no '=', no NUL byte. */
+static int env_name(lua_State *L, int idx) {
+  size_t len;
+  const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+  return k && len > 0 && strlen(k) == len && strchr(k, '=') == NULL;
 }
 
 /* The child's environment: the current one with 'env' merged on top (a
@@ -440,9 +449,13 @@ static void build_env(lua_State *L, spawn_spec_t *sp) {
     if (!env_overridden(L, env, environ[i])) sp->envp[k++] = environ[i];
   lua_pushnil(L);
   while (lua_next(L, env)) {
-    if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '='))
-      luaL_argerror(L, 2, "option 'env': keys must be variable names");
+    if (!env_name(L, -2))
+      luaL_argerror(L, 2, "option 'env': names must be non-empty strings "
+                          "without '=' or NUL bytes");
     if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+      if (strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+        luaL_argerror(L, 2, lua_pushfstring(L, "option 'env': the value of '%s' "
+                                            "contains a NUL byte", lua_tostring(L, -2)));
       lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
       sp->envp[k++] = (char *)anchor_string(L, -1);
       lua_pop(L, 1);
@@ -482,6 +495,8 @@ static void resolve_path(lua_State *L, spawn_spec_t *sp) {
 
 static void parse_scalars(lua_State *L, spawn_spec_t *sp) {
   sp->cwd = pm_opt_string(L, 2, "cwd", NULL);
+  if (lua_getfield(L, 2, "cwd") == LUA_TSTRING) pm_check_c_string(L, -1, 2, "option 'cwd'");
+  lua_pop(L, 1);
   sp->shell = pm_opt_bool(L, 2, "shell");
   sp->detached = pm_opt_bool(L, 2, "detached");
   sp->clear_env = pm_opt_bool(L, 2, "clear_env");

@@ -20,7 +20,7 @@ typedef struct pm_stream {
   int parent_fd;        /* our end of the pipe until the handle owns it */
   const char *path;     /* { file = path }: lives in the options table */
   int append;
-  int has_data;         /* stdin given as a string: written, then closed */
+  int has_data;         /* the input option: written, then stdin closed */
   int discard;          /* past max_buffer: read and drop */
   int pipe_grown;       /* F_SETPIPE_SZ done */
   size_t seen;          /* bytes read so far */

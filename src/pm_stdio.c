@@ -36,6 +36,9 @@ static void parse_file(lua_State *L, int arg, pm_stream_t *s) {
     luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': 'file' must be a path",
                                           io_names[s->fd]));
   s->path = lua_tostring(L, -1);
+  if (strlen(s->path) != lua_rawlen(L, -1))
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': 'file' contains a NUL byte",
+                                          io_names[s->fd]));
   lua_pop(L, 1);
   s->append = lua_getfield(L, t, "append") != LUA_TNIL && lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -54,11 +57,11 @@ static void parse_stream(lua_State *L, int arg, pm_stream_t *s, int detached) {
   s->mode = s->fd == 0 || detached ? PM_IO_NULL : PM_IO_PIPE;
   if (t == LUA_TSTRING) {
     int m = mode_by_name(lua_tostring(L, -1));
-    if (m == PM_IO_NONE && s->fd == 0) s->has_data = 1, m = PM_IO_PIPE;
     if (m == PM_IO_NONE)
       luaL_argerror(L, arg, lua_pushfstring(L, "option '%s': \"pipe\", \"inherit\", "
-                                            "\"null\" or { file = path } expected",
-                                            io_names[s->fd]));
+                                            "\"null\" or { file = path } expected%s",
+                                            io_names[s->fd], s->fd == 0 ?
+                                            " (data to write goes in 'input')" : ""));
     s->mode = m;
   } else if (t == LUA_TTABLE) {
     parse_file(L, arg, s);
@@ -72,6 +75,24 @@ static void parse_stream(lua_State *L, int arg, pm_stream_t *s, int detached) {
                                           "only \"null\" or { file = path }", io_names[s->fd]));
 }
 
+/* input = data: written to a stdin pipe, then closed. A separate option,
+** so that no data (not even "pipe" or "null") is ever taken for a mode. */
+static void parse_input(lua_State *L, int arg, pm_stream_t *s, int detached) {
+  int t = lua_getfield(L, arg, "input");
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return;
+  if (t != LUA_TSTRING)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'input': string expected, got %s",
+                                          lua_typename(L, t)));
+  if (lua_getfield(L, arg, "stdin") != LUA_TNIL)
+    luaL_argerror(L, arg, "option 'input': cannot be combined with 'stdin'");
+  lua_pop(L, 1);
+  if (detached)
+    luaL_argerror(L, arg, "option 'input': a detached process takes no input");
+  s->mode = PM_IO_PIPE;
+  s->has_data = 1;
+}
+
 /* Reads stdin/stdout/stderr, on_stdout/on_stderr and lines into io[]. */
 int pm_stdio_parse(lua_State *L, int arg, pm_stream_t io[3], int detached) {
   int lines = pm_opt_bool(L, arg, "lines");
@@ -81,6 +102,7 @@ int pm_stdio_parse(lua_State *L, int arg, pm_stream_t io[3], int detached) {
     s->fd = fd;
     s->child_fd = s->parent_fd = -1;
     parse_stream(L, arg, s, detached);
+    if (fd == 0) parse_input(L, arg, s, detached);
     if (fd > 0 && pm_opt_function(L, arg, fd == 1 ? "on_stdout" : "on_stderr")) {
       lua_pop(L, 1);
       if (s->mode != PM_IO_PIPE)
@@ -332,7 +354,7 @@ int pm_stdio_start(pm_proc_t *p, lua_State *L, int opts) {
   if (p->io[0].has_data) {
     size_t len;
     const char *data;
-    lua_getfield(L, opts, "stdin");
+    lua_getfield(L, opts, "input");
     data = lua_tolstring(L, -1, &len);
     stdin_send(&p->io[0], data, len);  /* EPIPE: the child did not want it */
     lua_pop(L, 1);

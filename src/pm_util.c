@@ -223,6 +223,16 @@ const char *pm_opt_string(lua_State *L, int arg, const char *key,
   return s;
 }
 
+/* The string at 'idx' goes to the system as a C string: a NUL byte in it
+** would silently cut it, so it raises instead, naming 'what'. */
+const char *pm_check_c_string(lua_State *L, int idx, int arg, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s && strlen(s) != len)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
+  return s;
+}
+
 int pm_opt_bool(lua_State *L, int arg, const char *key) {
   int v;
   if (!opt_get(L, arg, key, LUA_TBOOLEAN, "boolean")) return 0;

@@ -42,6 +42,11 @@ local function check_type(v, want, n, fname, optional)
   arg_error(n, fname, ("%s expected, got %s"):format(want, type(v)))
 end
 
+-- A path goes to the system as a C string, which a NUL byte would cut.
+local function check_path(path, n, fname)
+  if path and path:find("\0", 1, true) then arg_error(n, fname, "path contains a NUL byte") end
+end
+
 local function check_ttl(ttl, n, fname)
   if ttl == nil then return end
   if type(ttl) ~= "number" then
@@ -251,6 +256,7 @@ end
 function M.open(dir, opts)
   if type(dir) == "table" and opts == nil then dir, opts = dir.dir, dir end
   check_type(dir, "string", 1, "open", true)
+  check_path(dir, 1, "open")
   check_type(opts, "table", 2, "open", true)
   opts = opts or {}
   check_options(opts)
