@@ -13,7 +13,7 @@ local function expected(name) return assert(json.decode(fixture("hook-output/" .
 --- Runs cc_hook.lua MODE ARG with the payload on stdin.
 local function hook(payload, mode, arg, opts)
   opts = opts or {}
-  opts.stdin = payload
+  opts.input = payload
   opts.timeout = opts.timeout or 30
   return assert(pm.run(H.cmd("cc_hook", mode, arg), opts))
 end
@@ -146,7 +146,7 @@ describe("hook scripts", function()
 
   it("a stop signal is not swallowed by run", function()
     local sleeping = false
-    local p = assert(pm.spawn(H.cmd("cc_hook", "run-sleep"), { stdin = fixture("hooks/Stop-hook-active.json"),
+    local p = assert(pm.spawn(H.cmd("cc_hook", "run-sleep"), { input = fixture("hooks/Stop-hook-active.json"),
       on_stderr = function(s) sleeping = sleeping or s:find("sleeping") ~= nil end, timeout = 30 }))
     -- Wait until the function runs, then TERM it.
     assert.is_true(H.eventually(function() return sleeping end, 10))

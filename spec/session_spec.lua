@@ -9,11 +9,13 @@ local FIX = H.root .. "/spec/fixtures/claude-code/"
 
 local function fixture(name) return H.read_file(FIX .. name) end
 
---- Runs cc_read.lua with `stdin` (a pm.spawn stdin option); returns its
---- stdout line and the seconds the read took (measured in the child).
-local function read_in_child(stdin, kind, timeout, max)
-  local r = assert(pm.run(H.cmd("cc_read", kind or "session", timeout, max),
-    { stdin = stdin, timeout = 30 }))
+--- Runs cc_read.lua with `src` on stdin (a string is the data, a table a
+--- pm.spawn stdin mode); returns its stdout line and the seconds the read
+--- took (measured in the child).
+local function read_in_child(src, kind, timeout, max)
+  local opts = { timeout = 30 }
+  if type(src) == "string" then opts.input = src else opts.stdin = src end
+  local r = assert(pm.run(H.cmd("cc_read", kind or "session", timeout, max), opts))
   assert.are.equal(0, r.code, r.stderr)
   return r.stdout:match("^(.-)\n"), tonumber(r.stderr:match("([%d.]+)\n$"))
 end
@@ -73,7 +75,7 @@ describe("pm.session.read", function()
     local payload = FIX .. "hooks/PreToolUse-bash.json"
     assert.matches("^ok 3f2a9c1e", (read_in_child(fixture("hooks/PreToolUse-bash.json"))))
     assert.matches("^ok 3f2a9c1e", (read_in_child({ file = payload })))
-    local line, took = read_in_child("null")
+    local line, took = read_in_child(nil)  -- stdin "null", the default
     assert.are.equal("err stdin: empty input nil", line)
     assert.is_true(took < 0.9, "waited on /dev/null")
   end)

@@ -115,7 +115,7 @@ describe("statusline.run", function()
   end)
 
   local function run(mode, stdin, env)
-    return assert(pm.run(H.cmd("cc_statusline", mode, dir), { stdin = stdin, env = env, timeout = 30 }))
+    return assert(pm.run(H.cmd("cc_statusline", mode, dir), { input = stdin, env = env, timeout = 30 }))
   end
 
   it("prints the line for every statusline fixture and exits 0", function()
@@ -199,7 +199,7 @@ describe("statusline.run", function()
 
   it("does not swallow a stop signal", function()
     local sleeping = false
-    local p = assert(pm.spawn(H.cmd("cc_statusline", "sleep", dir), { stdin = fixture("statusline/minimal.json"),
+    local p = assert(pm.spawn(H.cmd("cc_statusline", "sleep", dir), { input = fixture("statusline/minimal.json"),
       on_stderr = function(s) sleeping = sleeping or s:find("sleeping") ~= nil end, timeout = 30 }))
     assert.is_true(H.eventually(function() return sleeping end, 10))
     assert(p:kill("TERM"))
