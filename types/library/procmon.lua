@@ -4,7 +4,7 @@
 -- (installed as <prefix>/share/procrun/types/library). spec/types_spec.lua
 -- checks these names against the real module, so they cannot drift.
 
----@alias procmon.Signal string|integer a name ("TERM", "SIGINT", "KILL") or a number
+---@alias procmon.Signal string|integer a name ("TERM", "SIGINT", "KILL", "RTMIN+2") or a number
 
 ---@alias procmon.Reason
 ---| "exit"          # exited by itself
@@ -25,14 +25,14 @@
 ---@field env? table<string, string|false> merged onto the current environment; false removes a variable
 ---@field clear_env? boolean start from an empty environment (then `env` alone)
 ---@field shell? boolean `cmd` is a string run by /bin/sh -c
----@field stdin? procmon.Stdio|string "null" (default), "pipe" (p:write), "inherit", { file = path }
----@field input? string data written to the child's stdin, then closed
+---@field stdin? procmon.Stdio a mode: "null" (default), "pipe" (p:write), "inherit", { file = path }
+---@field input? string data written to the child's stdin, then closed (not with `stdin`)
 ---@field stdout? procmon.Stdio
 ---@field stderr? procmon.Stdio
 ---@field on_stdout? fun(chunk: string) stream stdout (not captured then)
 ---@field on_stderr? fun(chunk: string) stream stderr (not captured then)
 ---@field lines? boolean with on_stdout/on_stderr: one call per line, without the newline
----@field timeout? number seconds of wall clock before `kill_signal`; 0 = none
+---@field timeout? number seconds of wall clock before `kill_signal`; 0 or math.huge = none
 ---@field idle_timeout? number seconds without output before `kill_signal`
 ---@field kill_signal? procmon.Signal default "TERM"
 ---@field kill_grace? number seconds between kill_signal and SIGKILL, default 2
@@ -46,8 +46,8 @@
 ---@field cmd string[]|string as spawned
 ---@field name? string
 ---@field code? integer exit code; nil when killed by a signal
----@field signal? string signal name ("KILL") when killed by a signal
----@field ok boolean code == 0
+---@field signal? string signal name ("KILL", "RTMIN+2") when killed by a signal
+---@field ok boolean success: code == 0 and reason == "exit"
 ---@field stdout? string captured output; nil when not captured
 ---@field stderr? string captured output; nil when not captured
 ---@field reason procmon.Reason
