@@ -370,6 +370,7 @@ for i = 1, n do io.write("...[", i, "]=", (select(i, ...)), "\n") end
       ["waits on the child"] = "p:wait()",
       ["runs the loop after the main chunk"] = "p = nil",
       ["is in a busy Lua loop"] = "while true do end",
+      ["is in a busy loop inside a task"] = "pm.task(function() while true do end end)",
     }
 
     --- Starts procrun on a script that spawns `child.cmd` with `child.opts`

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -20,10 +22,6 @@
 
 extern int luaopen_cjson_safe(lua_State *L);
 
-static lua_State *global_L;
-static uv_async_t wake;
-static volatile sig_atomic_t pending_signal;
-
 static const char usage_text[] =
   "usage: procrun SCRIPT [ARGS...]   run a Lua script (also as a #! line)\n"
   "       procrun -e CODE [ARGS...]  run a chunk of Lua code\n"
@@ -32,18 +30,80 @@ static const char usage_text[] =
   "The script may require \"procmon\"; the event loop runs after the main\n"
   "chunk until nothing is pending. See README.md.\n";
 
-/* Raised at the next Lua instruction after SIGINT/SIGTERM/SIGHUP. */
+/*
+** {=== stop signals ===}
+** SIGINT, SIGTERM and SIGHUP stop procrun. The handler only records the
+** signal, tells procmon (procmon_interrupt: blocking calls then raise),
+** wakes the loop and arms a hook on the thread running Lua, so that a busy
+** loop anywhere, coroutines included, gets "interrupted by SIGTERM". What
+** the handler may touch depends on the phase procrun is in.
+*/
+enum {
+  PHASE_START,  /* no Lua state yet: record only */
+  PHASE_LUA,    /* Lua runs: hooks and the loop's wake handle are valid */
+  PHASE_STOP,   /* children are being stopped: a second signal hurries */
+  PHASE_CLOSE   /* children gone, the state closing: a second signal exits */
+};
+
+/* Lua code may run this long after the signal (cleanup after a pcall that
+** caught the interruption); then procrun stops it for good. */
+#define CLEANUP_MS 2000
+
+static volatile sig_atomic_t phase, pending_signal, signal_count;
+static volatile long long signal_ms;  /* when the first signal came */
+static lua_State *main_L;
+static lua_State *volatile running_L;  /* main_L or the coroutine it runs */
+static uv_async_t wake;
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ends procrun without running more Lua: the children are stopped (at
+** once after a second signal) and the exit status is 128+signal. */
+static void hard_stop(lua_State *L) {
+  phase = PHASE_STOP;
+  procmon_kill_children(L);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(128 + pending_signal);
+}
+
+/*
+** Armed on a thread by the handler (and on every thread resumed after the
+** signal). It raises the interruption once, then keeps watching at a low
+** rate: Lua that goes on past the cleanup time, or any Lua after a second
+** signal, ends procrun.
+*/
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted by signal %d", (int)pending_signal);
+  if (signal_count > 1 || now_ms() - signal_ms >= CLEANUP_MS) hard_stop(L);
+  lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1000);
+  procmon_raise_interrupt(L);
+}
+
+static void arm(lua_State *L) {
+  lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 static void on_signal(int sig) {
-  pending_signal = sig;
+  if (pending_signal == 0) {
+    signal_ms = now_ms();
+    pending_signal = sig;
+  } else {
+    signal_count = 2;
+  }
   procmon_interrupt(sig);
-  lua_sethook(global_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-  uv_async_send(&wake);
+  if (phase == PHASE_LUA) {
+    /* lua_sethook may be called from a signal handler (lua.c does). */
+    arm(running_L);
+    arm(main_L);
+    uv_async_send(&wake);
+  } else if (phase == PHASE_CLOSE && signal_count > 1) {
+    _exit(128 + pending_signal);  /* e.g. a finalizer that never returns */
+  }
 }
 
 /* Wakes a loop blocked in epoll so that the driver sees the signal. */
@@ -51,16 +111,129 @@ static void wake_cb(uv_async_t *h) {
   uv_stop(h->loop);
 }
 
+/* Installed without SA_RESTART: a blocking system call (a read, a lock
+** wait) returns EINTR, so that its caller sees the signal. */
 static void install_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);  /* one handler at a time */
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaddset(&sa.sa_mask, SIGHUP);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);  /* a write to a dead child is an error, not death */
 }
+
+/* os.exit(n) after a stop signal still exits 128+signal (atexit runs
+** after procmon's own exit handler has stopped the children). */
+static void exit_status_at_exit(void) {
+  if (pending_signal == 0) return;
+  fflush(stdout);
+  fflush(stderr);
+  _exit(128 + pending_signal);
+}
+
+/* {=== coroutines: the hook must reach the one that runs ===} */
+
+/* lcorolib's auxresume, with running_L kept up to date. */
+static int resume_tracked(lua_State *L, lua_State *co, int narg) {
+  lua_State *prev = running_L;
+  int status, nres;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  running_L = co;
+  if (pending_signal) arm(co);
+  status = lua_resume(co, L, narg, &nres);
+  running_L = prev;
+  if (pending_signal) arm(L);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_xmove(co, L, 1);  /* the error */
+    return -1;
+  }
+  if (!lua_checkstack(L, nres + 1)) {
+    lua_pop(co, nres);
+    lua_pushliteral(L, "too many results to resume");
+    return -1;
+  }
+  lua_xmove(co, L, nres);
+  return nres;
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  int r;
+  luaL_argexpected(L, co, 1, "coroutine");
+  r = resume_tracked(L, co, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+/* lcorolib's auxwrap: errors propagate with the position prepended. */
+static int co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = resume_tracked(L, co, lua_gettop(L));
+  if (r >= 0) return r;
+  if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    int stat = lua_closethread(co, L);  /* close its tbc variables */
+#else
+    int stat = lua_resetthread(co);
+#endif
+    lua_xmove(co, L, 1);
+    if (stat == LUA_ERRMEM) return lua_error(L);
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int co_wrap(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_wrapped, 1);
+  return 1;
+}
+
+/* os.exit: the children are stopped before the state may close, so that
+** a signal during the close can end procrun at once. */
+static int os_exit_stopping(lua_State *L) {
+  phase = PHASE_STOP;
+  procmon_kill_children(L);
+  phase = PHASE_CLOSE;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 0);
+  return 0;
+}
+
+static void replace_function(lua_State *L, const char *lib, const char *name,
+                             lua_CFunction f) {
+  lua_getglobal(L, lib);
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, f, 1);  /* the original as upvalue (some need it) */
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* }=== */
 
 static void report(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
@@ -89,6 +262,9 @@ static void open_libs(lua_State *L) {
   lua_pushcfunction(L, luaopen_cjson_safe);
   lua_setfield(L, -2, "cjson.safe");
   lua_pop(L, 1);
+  replace_function(L, "coroutine", "resume", co_resume);
+  replace_function(L, "coroutine", "wrap", co_wrap);
+  replace_function(L, "os", "exit", os_exit_stopping);
 }
 
 /* Loads the chunk, pushes its arguments, calls it, then runs the loop. */
@@ -175,15 +351,17 @@ int main(int argc, char **argv) {
   lua_State *L;
   int status, code, script = parse_command_line(argc, argv);
   if (script < 0) return -1 - script;
+  atexit(exit_status_at_exit);  /* first registered: runs last */
   L = procmon_newstate();
   if (L == NULL || uv_loop_init(&loop) != 0) {
     fputs("procrun: cannot create the Lua state or the event loop\n", stderr);
     return 1;
   }
-  global_L = L;
+  main_L = running_L = L;
   uv_async_init(&loop, &wake, wake_cb);
   uv_unref((uv_handle_t *)&wake);
   install_signals();
+  phase = PHASE_LUA;
   open_libs(L);
   procmon_set_loop(L, &loop);
   /* With -e, arg[0] is the chunk and arg[1..] (and ...) its arguments. */
@@ -194,11 +372,12 @@ int main(int argc, char **argv) {
     status = run_main(L, argv, argc, script);
     code = exit_status(L, status);
   }
+  phase = PHASE_STOP;
   procmon_kill_children(L);
-  global_L = NULL;
+  phase = PHASE_CLOSE;
   procmon_close(L);
   uv_close((uv_handle_t *)&wake, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
-  return code;
+  return pending_signal ? 128 + pending_signal : code;
 }

@@ -64,8 +64,13 @@ void pm_handle_closed(pm_ctx_t *ctx);
 int pm_fail(lua_State *L, int uverr, const char *fmt, ...);
 int pm_errno(void);
 double pm_wall_time(void);
-/* The signal passed to procmon_interrupt, or 0: waits check it. */
+/* The first signal passed to procmon_interrupt, or 0: once it is set,
+** blocking and starting calls raise pm_raise_interrupted at once. */
 int pm_interrupted(void);
+/* How many stop signals came, up to 2: a second one means "hurry" (the
+** kill grace at exit is cut short). */
+int pm_interrupt_count(void);
+int pm_raise_interrupted(lua_State *L, int level);
 int pm_signal_arg(lua_State *L, int arg, const char *def);
 const char *pm_signal_name(int sig);
 void pm_push_signal_name(lua_State *L, int sig);

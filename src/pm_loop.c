@@ -85,10 +85,36 @@ void procmon_set_loop(lua_State *L, uv_loop_t *loop) {
   ctx_create(L, loop);
 }
 
-static volatile sig_atomic_t interrupt_signal;
+/* {=== interruption by the host's stop signals ===} */
 
-void procmon_interrupt(int sig) { interrupt_signal = sig; }
+/* Set from a signal handler: the first signal (it names the exit status),
+** how many came (2 means "hurry"), and whether the interruption still has
+** to be raised in Lua once (by a blocking call or the host's hook). */
+static volatile sig_atomic_t interrupt_signal, interrupt_count, interrupt_unraised;
+
+void procmon_interrupt(int sig) {
+  if (interrupt_signal == 0) interrupt_signal = sig;
+  if (interrupt_count < 2) interrupt_count++;
+  interrupt_unraised = 1;
+}
+
 int pm_interrupted(void) { return (int)interrupt_signal; }
+int pm_interrupt_count(void) { return (int)interrupt_count; }
+
+/* Raises "interrupted by SIGTERM" at 'level' (luaL_where's numbering). */
+int pm_raise_interrupted(lua_State *L, int level) {
+  const char *name = pm_signal_name(interrupt_signal);
+  interrupt_unraised = 0;
+  luaL_where(L, level);
+  if (name) lua_pushfstring(L, "interrupted by SIG%s", name);
+  else lua_pushfstring(L, "interrupted by signal %d", (int)interrupt_signal);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int procmon_raise_interrupt(lua_State *L) {
+  return interrupt_unraised ? pm_raise_interrupted(L, 1) : 0;
+}
 
 void pm_handle_opened(pm_ctx_t *ctx) { ctx->handles++; }
 void pm_handle_closed(pm_ctx_t *ctx) { ctx->handles--; }
@@ -201,10 +227,12 @@ int pm_run(lua_State *L, pm_ctx_t *ctx, uv_run_mode mode) {
   int alive;
   if (ctx->running || ctx->depth > 0)
     return luaL_error(L, "cannot block inside a callback (use procmon.task)");
+  if (pm_interrupted()) return pm_raise_interrupted(L, 1);
   ctx->running = 1;
   alive = uv_run(ctx->loop, mode);
   ctx->running = 0;
   pm_raise_pending(L, ctx);
+  if (pm_interrupted()) return pm_raise_interrupted(L, 1);
   return alive;
 }
 
@@ -264,6 +292,31 @@ static int loop_handles(lua_State *L) {
 static int loop_time(lua_State *L) {
   lua_pushnumber(L, pm_wall_time());
   return 1;
+}
+
+/* clock(): monotonic seconds (libuv's clock), for measuring durations. */
+static int loop_clock(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* interrupted(): the name of the stop signal the host received ("TERM"),
+** or nil. Lets a Lua wrapper that pcalls user code re-raise. */
+static int loop_interrupted(lua_State *L) {
+  int sig = pm_interrupted();
+  const char *name = pm_signal_name(sig);
+  if (sig == 0) lua_pushnil(L);
+  else if (name) lua_pushstring(L, name);
+  else lua_pushinteger(L, sig);
+  return 1;
+}
+
+/* _check_interrupted(level): raises the interruption, if any, at 'level'
+** above the Lua function that called this (1: its caller). */
+static int loop_check_interrupted(lua_State *L) {
+  int level = (int)luaL_optinteger(L, 1, 1);
+  if (pm_interrupted()) return pm_raise_interrupted(L, level + 1);
+  return 0;
 }
 
 /* {=== one-shot timers ===} */
@@ -353,7 +406,8 @@ int pm_open_loop(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"loop", loop_run}, {"_run_once", loop_run_once},
     {"_in_callback", loop_in_callback}, {"_handles", loop_handles},
-    {"_timer", timer_new}, {"time", loop_time},
+    {"_timer", timer_new}, {"time", loop_time}, {"clock", loop_clock},
+    {"interrupted", loop_interrupted}, {"_check_interrupted", loop_check_interrupted},
     {"_raise_traced", loop_raise_traced}, {NULL, NULL}
   };
   luaL_newmetatable(L, PM_TIMER_MT);

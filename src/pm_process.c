@@ -692,6 +692,7 @@ static int proc_spawn(lua_State *L) {
   pm_stream_t io[3];
   pid_t pid;
   int r;
+  if (pm_interrupted()) return pm_raise_interrupted(L, 1);  /* no new child */
   parse_spawn_args(L, &sp, io);
   new_box(L);
   if ((r = pm_stdio_prepare(L, io, sp.argv[0])) != 0) return r;
@@ -874,7 +875,9 @@ void pm_proc_kill_all(pm_ctx_t *ctx) {
     if (!p->exited && p->kill_grace > grace) grace = p->kill_grace;
   }
   deadline = pm_wall_time() + grace;
-  while (reap_some(ctx) > 0 && pm_wall_time() < deadline) sleep_ms(5);
+  /* A second stop signal to the host cuts the grace short. */
+  while (reap_some(ctx) > 0 && pm_wall_time() < deadline && pm_interrupt_count() < 2)
+    sleep_ms(5);
   for (pm_proc_t *p = ctx->procs; p; p = p->next) {
     if (p->detached) continue;
     signal_group(p, SIGKILL);

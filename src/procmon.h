@@ -32,9 +32,19 @@ int procmon_run(lua_State *L);
 void procmon_kill_children(lua_State *L);
 
 /* Tells procmon that the host was asked to stop by signal 'sig' (INT,
-** TERM, HUP): blocking waits such as a cache lock give up with an
-** "interrupted" failure. Async-signal-safe: call it from the handler. */
+** TERM, HUP). From then on procmon's blocking and starting calls (spawn,
+** wait, sleep, run, loop, a cache lock wait...) raise "interrupted by
+** SIGTERM", and pm.interrupted() names the signal. A second call means
+** "hurry": procmon_kill_children no longer waits for the kill grace.
+** Async-signal-safe: call it from the handler (the host also wakes its
+** loop, e.g. with a uv_async_t, so that a wait in progress returns). */
 void procmon_interrupt(int sig);
+
+/* Raises the interruption in L (a lua_Hook may call it) if no blocking
+** call raised it since the last procmon_interrupt; otherwise returns 0.
+** So one signal is raised once: a script's cleanup after a pcall that
+** caught it is not interrupted a second time by the same signal. */
+int procmon_raise_interrupt(lua_State *L);
 
 /* Message handler for lua_pcall (lua.c's msghandler): appends a traceback,
 ** except to an error procmon re-raised from a callback or task, which

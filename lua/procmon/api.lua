@@ -40,7 +40,10 @@ end
 --- yielding to the loop, elsewhere by running the loop. `register` may
 --- return a cancel function, called once woken.
 ---@return any ...
+local check_interrupted = core._check_interrupted
+
 local function await(what, register)
+  check_interrupted(2)  -- once the host was signalled, no call blocks
   local task = tasks[co_running()]
   if task then
     local state, early, cancel = "registering", nil, nil
@@ -87,6 +90,7 @@ end
 
 --- Waits for the task and returns what its function returned.
 function Task:wait()
+  check_interrupted(1)
   if self._done then return unpack(self._results or {}, 1, self._results and self._results.n or 0) end
   return await("wait", function(wake) self._waiters[#self._waiters + 1] = wake end)
 end
@@ -127,6 +131,7 @@ local Process = core._Process
 ---@return table|nil result
 function Process:wait(timeout)
   check_seconds(timeout, 1, "wait")
+  check_interrupted(1)
   local r = self:_result()
   if r then return r end
   return await("wait", function(wake)
