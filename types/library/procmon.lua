@@ -170,6 +170,16 @@ function pm.loop() end
 ---@return number
 function pm.time() end
 
+--- Monotonic clock in seconds (float, arbitrary origin), for durations.
+---@return number
+function pm.clock() end
+
+--- The stop signal procrun received ("TERM", "INT", "HUP"), or nil. Once
+--- set, procmon's blocking and starting calls raise "interrupted by SIG...";
+--- a wrapper that pcalls user code checks it and re-raises.
+---@return string|nil
+function pm.interrupted() end
+
 --- The state directory in use (created if needed), or fail.
 ---@return string|nil dir
 ---@return string? err
