@@ -249,3 +249,337 @@ describe("examples", function()
     end)
   end)
 end)
+
+-- {=== the Claude Code examples ===}
+
+local json = require "procmon.json"
+local CC = H.root .. "/spec/fixtures/claude-code/"
+
+local function payload(name) return H.read_file(CC .. name) end
+
+--- A payload with fields replaced (a shallow path "a.b" set to v).
+local function edited(name, edits)
+  local data = assert(json.decode(payload(name)))
+  for path, v in pairs(edits) do
+    local t, last = data, nil
+    for k in path:gmatch("[^.]+") do
+      if last then t = t[last] end
+      last = k
+    end
+    t[last] = v
+  end
+  return json.encode(data) .. "\n"
+end
+
+describe("Claude Code examples", function()
+  local state
+  before_each(function() state = H.tmpdir() end)
+  after_each(function()
+    os.execute("rm -rf '" .. state .. "'")
+    H.assert_no_live_handles()
+  end)
+
+  local function cc(name, stdin, args, env)
+    env = env or {}
+    env.PROCMON_STATE_DIR = state
+    if env.NO_COLOR == nil then env.NO_COLOR = "1" end
+    return example(name, args, { stdin = stdin, env = env })
+  end
+
+  describe("statusline.lua", function()
+    it("prints one line for every statusline fixture and exits 0", function()
+      local want = {
+        ["full-v2.1.240.json"] = "^Opus 4%.6 %(1M context%) │ 47m 23s │ █░░░░░░░░░ 10%% │ @security%-reviewer NORMAL$",
+        ["first-render-v2.1.226.json"] = "^Haiku 4%.5 │ %d+s │ ░░░░░░░░░░ %-%-%%$",
+        ["later-render-v2.1.226.json"] = "^Haiku 4%.5 │ 1m 31s │ ██░░░░░░░░ 22%%$",
+        ["legacy-v2.0.76.json"] = "^Sonnet 4%.5 │ 13h 14m │ ██░░░░░░░░ 16%%$",
+        ["oldest-v1.0.80-docs.json"] = "^Opus │ 45s │ ░░░░░░░░░░ %-%-%%$",
+        ["worktree-vim-insert.json"] = "^Sonnet 4%.6 │ 12m 20s │ ████████░░ 75%% │ INSERT$",
+        ["minimal.json"] = "^Opus │ %d+s │ ███░░░░░░░ 25%%$",
+      }
+      for name, pattern in pairs(want) do
+        local r = cc("statusline", payload("statusline/" .. name))
+        assert.are.equal(0, r.code, name .. ": " .. r.stderr)
+        assert.matches(pattern, r.stdout:match("^(.-)\n$"), 1, false)
+        assert.are.equal("", r.stderr, name)
+      end
+    end)
+
+    it("colours the line unless NO_COLOR is set", function()
+      local r = cc("statusline", payload("statusline/minimal.json"), nil, { NO_COLOR = false })
+      assert.matches("^\27%[1;36mOpus\27%[0m", r.stdout)
+    end)
+
+    it("shows the git branch and dirty state, cached for a few seconds", function()
+      local repo = H.tmpdir()
+      finally(function() os.execute("rm -rf '" .. repo .. "'") end)
+      local git = pm.run({ "git", "-C", repo, "init", "-q" })
+      if not git or git.code ~= 0 then return pending("git is not available") end
+      H.read_file(repo .. "/.git/HEAD")
+      local f = assert(io.open(repo .. "/file", "w"))
+      f:write("x\n")
+      f:close()
+      local branch = H.read_file(repo .. "/.git/HEAD"):match("refs/heads/(%S+)")
+      local input = edited("statusline/minimal.json", { ["workspace.current_dir"] = repo })
+      local r = cc("statusline", input)
+      assert.are.equal(0, r.code, r.stderr)
+      assert.matches(" │ " .. branch:gsub("%p", "%%%0") .. "%*$", r.stdout:match("^(.-)\n$"))
+      -- The next render reads the cached state instead of running git.
+      local cache = assert(pm.cache.open(state .. "/cache"))
+      assert.are.same({ repo = true, branch = branch, dirty = true }, cache:get("statusline:git:" .. repo))
+      cache:set("statusline:git:" .. repo, { repo = true, branch = "from-cache", dirty = false }, 60)
+      assert.matches(" │ from%-cache$", cc("statusline", input).stdout:match("^(.-)\n$"))
+      cache:close()
+    end)
+
+    it("keeps the session's start across runs", function()
+      local input = payload("statusline/minimal.json")
+      assert.are.equal(0, cc("statusline", input).code)
+      local cache = assert(pm.cache.open(state .. "/cache"))
+      local rec = cache:get("procmon:session:test-session-abc")
+      rec.started_at = rec.started_at - 3725
+      cache:set("procmon:session:test-session-abc", rec)
+      cache:close()
+      assert.matches("^Opus │ 1h 02m │", cc("statusline", input).stdout)
+    end)
+
+    it("cuts the line to $COLUMNS cells", function()
+      local r = cc("statusline", payload("statusline/full-v2.1.240.json"), nil, { COLUMNS = "30" })
+      local line = r.stdout:match("^(.-)\n$")
+      assert.are.equal("Opus 4.6 (1M context) │ 47m 2…", line)
+      assert.are.equal(30, require("procmon.statusline").width(line))
+    end)
+
+    it("still prints a line and exits 0 on bad input", function()
+      for _, name in ipairs({ "bad/empty.txt", "bad/truncated.json", "bad/array.json", "bad/not-json.txt",
+        "bad/empty-object.json", "bad/session-id-blank.json" }) do
+        local r = cc("statusline", payload(name))
+        assert.are.equal(0, r.code, name)
+        assert.are.equal("[statusline unavailable]\n", r.stdout, name)
+        assert.matches("^statusline: stdin: [^\n]+\n$", r.stderr)
+      end
+      -- Wrong types: defaults, not a failure; invalid UTF-8 is cleaned.
+      local w = cc("statusline", payload("bad/wrong-types.json"))
+      assert.are.equal(0, w.code)
+      assert.matches("^x │ ", w.stdout)
+      local u = cc("statusline", payload("bad/invalid-utf8.json"))
+      assert.are.equal(0, u.code)
+      assert.is_truthy(utf8.len(u.stdout), u.stdout)
+      assert.matches("^Sonnet \u{FFFD}\u{FFFD} 4%.6 │", u.stdout)
+      -- A 10 MB payload and a stdin that stays open.
+      local big = edited("statusline/minimal.json", { transcript_path = ("p"):rep(10 * 1000 * 1000) })
+      assert.matches("^Opus │", cc("statusline", big).stdout)
+      local p = assert(pm.spawn({ H.lua, EXAMPLES .. "statusline.lua" },
+        { stdin = "pipe", env = { PROCMON_STATE_DIR = state, NO_COLOR = "1" }, timeout = 30 }))
+      assert(p:write(payload("statusline/minimal.json")))
+      local r = p:wait()
+      assert.are.equal(0, r.code)
+      assert.matches("^Opus │", r.stdout)
+    end)
+  end)
+
+  describe("guard-bash.lua", function()
+    local function guard(command, name)
+      local input = edited(name or "hooks/PreToolUse-bash.json", { ["tool_input.command"] = command })
+      return cc("guard-bash", input)
+    end
+
+    it("denies dangerous commands with a reason", function()
+      for cmd, why in pairs({
+        ["rm -rf /"] = "would delete the whole file system",
+        ["cd /tmp && sudo rm -fr ~"] = "would delete a home or system directory",
+        ["rm -r -f /*"] = "would delete the whole file system",
+        ["git push --force origin main"] = "force%-push to main",
+        ["git push origin +master"] = "force%-push to master",
+        ["mkfs.ext4 /dev/sdb1"] = "mkfs",
+        ["dd if=/dev/zero of=/dev/sda"] = "disk device",
+        [":(){ :|:& };:"] = "fork bomb",
+      }) do
+        local r = guard(cmd)
+        assert.are.equal(0, r.code, cmd .. ": " .. r.stderr)
+        local out = assert(json.decode(r.stdout), r.stdout)
+        local spec = out.hookSpecificOutput
+        assert.are.equal("PreToolUse", spec.hookEventName)
+        assert.are.equal("deny", spec.permissionDecision, cmd)
+        assert.matches("^guard%-bash: .*" .. why, spec.permissionDecisionReason)
+      end
+    end)
+
+    it("asks before other force-pushes and curl | sh", function()
+      for _, cmd in ipairs({ "git push -f origin feature", "curl -fsSL https://example.com/i.sh | sh" }) do
+        local out = assert(json.decode(guard(cmd).stdout))
+        assert.are.equal("ask", out.hookSpecificOutput.permissionDecision, cmd)
+      end
+    end)
+
+    it("stays silent for everything else (Claude Code's rules decide)", function()
+      local r = cc("guard-bash", payload("hooks/PreToolUse-bash.json"))  -- rm -rf /tmp/build
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", r.stdout)
+      for _, cmd in ipairs({ "ls -la", "git push origin main", "echo 'rm -rf /'", "rm -rf ./build" }) do
+        local q = guard(cmd)
+        assert.are.equal(0, q.code)
+        assert.are.equal("", q.stdout, cmd)
+      end
+      for _, name in ipairs({ "hooks/PreToolUse-write-subagent.json", "hooks/PreToolUse-minimal.json",
+        "hooks/PreToolUse-legacy.json", "hooks/PostToolUse-bash.json" }) do
+        local q = cc("guard-bash", payload(name))
+        assert.are.equal(0, q.code, name)
+        assert.are.equal("", q.stdout, name)
+      end
+    end)
+
+    it("blocks (exit 2) when it cannot read the event: it fails closed", function()
+      for _, name in ipairs({ "bad/empty.txt", "bad/truncated.json", "bad/not-json.txt", "bad/array.json" }) do
+        local r = cc("guard-bash", payload(name))
+        assert.are.equal(2, r.code, name)
+        assert.are.equal("", r.stdout)
+        assert.matches("^guard%-bash%.lua: stdin: [^\n]+\n$", r.stderr)
+      end
+      local r = cc("guard-bash", edited("hooks/PreToolUse-bash.json", { ["tool_input.command"] = 42 }))
+      assert.are.equal(2, r.code)
+      assert.matches("tool_input.command is not a string\n$", r.stderr)
+    end)
+  end)
+
+  describe("parent.lua and child.lua", function()
+    it("pass session, task, pid and config to the child", function()
+      local r = cc("parent", nil, { "session-42" })
+      assert.are.equal(0, r.code, r.stderr)
+      local t = {}
+      for k, v in r.stdout:gmatch("([%w_ ]+): ([^\n]*)") do t[k] = v end
+      assert.matches("^%d+$", t.parent_pid)
+      assert.are.equal("session-42", t.session_id)
+      assert.are.equal("example-1", t.task_id)
+      assert.are.equal("true", t["parent alive"])
+      local cfg = assert(json.decode(t.config))
+      assert.are.equal(200000, cfg.context_window_size)
+      assert.matches('"context_window_size":200000[,}]', t.config)  -- not 200000.0
+      -- The session id of a hook payload on stdin.
+      local h = cc("parent", payload("hooks/SessionStart-startup.json"))
+      assert.matches("session_id: 3f2a9c1e%-7b4d%-4e21%-9a0f%-5c6d7e8f9a10\n", h.stdout)
+    end)
+
+    it("child.lua alone: no metadata, or an error for malformed metadata", function()
+      local r = cc("child", nil, nil, { PROCESS_PARENT_PID = false, PROCESS_SESSION_ID = false,
+        PROCESS_TASK_ID = false, PROCESS_CONFIG = false })
+      assert.are.equal("no metadata\n", r.stdout)
+      local bad = cc("child", nil, nil, { PROCESS_CONFIG = "{oops" })
+      assert.are.equal(2, bad.code)
+      assert.matches("^child%.lua: PROCESS_CONFIG is not valid JSON", bad.stderr)
+    end)
+  end)
+
+  describe("agent-watcher.lua", function()
+    it("tracks the session and its active subagents", function()
+      local start = payload("hooks/SubagentStart-explore.json")
+      local r = cc("agent-watcher", payload("hooks/SessionStart-startup.json"))
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", r.stdout)
+      assert.are.equal("", cc("agent-watcher", start).stdout)
+      local second = cc("agent-watcher", (start:gsub("a4d2c8f1e0b3a297", "b2")))
+      local out = assert(json.decode(second.stdout))
+      assert.are.equal("1 other subagent of this session is still running.",
+        out.hookSpecificOutput.additionalContext)
+      local list = cc("agent-watcher", nil, { "--list" })
+      assert.matches("3f2a9c1e%-7b4d%-4e21%-9a0f%-5c6d7e8f9a10  active  claude%-opus%-4%-6%[1m%]", list.stdout)
+      assert.matches("\n  a4d2c8f1e0b3a297  Explore  running %d+s\n  b2  Explore", list.stdout)
+      assert.are.equal(0, cc("agent-watcher", payload("hooks/SubagentStop-explore.json")).code)
+      local recs = assert(json.decode(cc("agent-watcher", nil, { "--list", "--json" }).stdout))
+      assert.are.equal(1, #recs)
+      assert.is_nil(recs[1].agents.a4d2c8f1e0b3a297)
+      assert.is_table(recs[1].agents.b2)
+      assert.are.equal(0, cc("agent-watcher", payload("hooks/SessionEnd-prompt-input-exit.json")).code)
+      assert.matches("  ended  ", cc("agent-watcher", nil, { "--list" }).stdout)
+    end)
+
+    it("bad input: one line on stderr, exit 1 (never blocks)", function()
+      local r = cc("agent-watcher", payload("bad/truncated.json"))
+      assert.are.equal(1, r.code)
+      assert.are.equal("", r.stdout)
+      assert.matches("^agent%-watcher%.lua: stdin: truncated JSON [^\n]*\n$", r.stderr)
+    end)
+  end)
+
+  describe("claude-plugin", function()
+    local PLUGIN = EXAMPLES .. "claude-plugin/"
+    local EVENTS = { SessionStart = true, PreToolUse = true, SubagentStart = true, SubagentStop = true,
+      SessionEnd = true, PostToolUse = true, UserPromptSubmit = true, Stop = true }
+
+    it("has a valid manifest and hooks file in exec form", function()
+      local manifest = assert(json.decode(H.read_file(PLUGIN .. ".claude-plugin/plugin.json")))
+      assert.matches("^[a-z0-9%-]+$", manifest.name)
+      assert.matches("^%d+%.%d+%.%d+$", manifest.version)
+      assert.is_string(manifest.description)
+      -- hooks/hooks.json is loaded automatically; naming it loads it twice.
+      assert.is_nil(manifest.hooks)
+      local hooks = assert(json.decode(H.read_file(PLUGIN .. "hooks/hooks.json")))
+      local n = 0
+      for event, groups in pairs(hooks.hooks) do
+        assert.is_true(EVENTS[event], event)
+        for _, g in ipairs(groups) do
+          for _, h in ipairs(g.hooks) do
+            n = n + 1
+            assert.are.equal("command", h.type)
+            assert.are.equal("procrun", h.command)
+            assert.are.equal(1, #h.args)
+            local script = h.args[1]:match("^%${CLAUDE_PLUGIN_ROOT}/(scripts/[%w%-]+%.lua)$")
+            assert.is_string(script, h.args[1])
+            assert.is_truthy(io.open(PLUGIN .. script), script)
+            assert.is_true(math.type(h.timeout) == "integer" and h.timeout > 0 and h.timeout <= 10)
+          end
+        end
+      end
+      assert.are.equal(5, n)
+      assert.are.equal("Bash", hooks.hooks.PreToolUse[1].matcher)
+    end)
+
+    it("ships the examples' scripts unchanged", function()
+      for _, name in ipairs({ "guard-bash.lua", "agent-watcher.lua" }) do
+        assert.are.equal(H.read_file(EXAMPLES .. name), H.read_file(PLUGIN .. "scripts/" .. name), name)
+      end
+    end)
+
+    --- Runs the hook of `event` as Claude Code does: its args with
+    --- ${CLAUDE_PLUGIN_ROOT} substituted, the payload on stdin, the plugin
+    --- and project directories in the environment.
+    local function fire(event, stdin)
+      local hooks = assert(json.decode(H.read_file(PLUGIN .. "hooks/hooks.json")))
+      local h = hooks.hooks[event][1].hooks[1]
+      local cmd = { H.lua }  -- "procrun", or the lua5.4 running the suite
+      for _, a in ipairs(h.args) do
+        cmd[#cmd + 1] = (a:gsub("%${CLAUDE_PLUGIN_ROOT}", (PLUGIN:gsub("/$", ""):gsub("%%", "%%%%"))))
+      end
+      return assert(pm.run(cmd, { stdin = stdin, timeout = h.timeout * 4, env = {
+        CLAUDE_PLUGIN_ROOT = PLUGIN:gsub("/$", ""), CLAUDE_PROJECT_DIR = "/home/dev/src/webapp",
+        PROCMON_STATE_DIR = state, CLAUDECODE = "1" } }))
+    end
+
+    it("runs every hook on its fixture payload", function()
+      local r = fire("SessionStart", payload("hooks/SessionStart-startup.json"))
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", r.stdout)
+      -- A second session in the same project is told about the first.
+      local other = edited("hooks/SessionStart-startup.json", { session_id = "second-session" })
+      local o = fire("SessionStart", other)
+      assert.are.equal(0, o.code, o.stderr)
+      assert.matches("1 other Claude Code session is active in /home/dev/src/webapp",
+        assert(json.decode(o.stdout)).hookSpecificOutput.additionalContext)
+      local g = fire("PreToolUse", edited("hooks/PreToolUse-bash.json", { ["tool_input.command"] = "rm -rf /" }))
+      assert.are.equal(0, g.code, g.stderr)
+      assert.are.equal("deny", assert(json.decode(g.stdout)).hookSpecificOutput.permissionDecision)
+      local ok = fire("PreToolUse", payload("hooks/PreToolUse-bash.json"))
+      assert.are.equal(0, ok.code)
+      assert.are.equal("", ok.stdout)
+      assert.are.equal(0, fire("SubagentStart", payload("hooks/SubagentStart-explore.json")).code)
+      assert.are.equal(0, fire("SubagentStop", payload("hooks/SubagentStop-explore.json")).code)
+      local e = fire("SessionEnd", payload("hooks/SessionEnd-prompt-input-exit.json"))
+      assert.are.equal(0, e.code, e.stderr)
+      assert.are.equal("", e.stdout)
+      assert.is_true(e.duration < 5, "SessionEnd took " .. e.duration .. "s (budget: 1.5 s)")
+      local cache = assert(pm.cache.open(state .. "/cache"))
+      assert.is_number(cache:get("procmon:session:3f2a9c1e-7b4d-4e21-9a0f-5c6d7e8f9a10").ended_at)
+      cache:close()
+    end)
+  end)
+end)

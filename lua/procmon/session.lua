@@ -199,7 +199,9 @@ function M.info(data)
     event = event ~= "Status" and event or nil,
     model_id = model_id,
     model_name = model_name,
-    agent_name = str(field(data, "agent", "name")) or str(data.agent_type),
+    -- agent_type names the session's agent only on the main thread of an
+    -- --agent session; with an agent_id it is a subagent's type.
+    agent_name = str(field(data, "agent", "name")) or (data.agent_id == nil and str(data.agent_type) or nil),
     session_name = str(data.session_name),
     cwd = str(field(data, "workspace", "current_dir")) or str(data.cwd),
     project_dir = str(field(data, "workspace", "project_dir")),
