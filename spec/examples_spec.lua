@@ -283,7 +283,7 @@ describe("Claude Code examples", function()
     env = env or {}
     env.PROCMON_STATE_DIR = state
     if env.NO_COLOR == nil then env.NO_COLOR = "1" end
-    return example(name, args, { stdin = stdin, env = env })
+    return example(name, args, { input = stdin, env = env })
   end
 
   describe("statusline.lua", function()
@@ -550,7 +550,7 @@ describe("Claude Code examples", function()
       for _, a in ipairs(h.args) do
         cmd[#cmd + 1] = (a:gsub("%${CLAUDE_PLUGIN_ROOT}", (PLUGIN:gsub("/$", ""):gsub("%%", "%%%%"))))
       end
-      return assert(pm.run(cmd, { stdin = stdin, timeout = h.timeout * 4, env = {
+      return assert(pm.run(cmd, { input = stdin, timeout = h.timeout * 4, env = {
         CLAUDE_PLUGIN_ROOT = PLUGIN:gsub("/$", ""), CLAUDE_PROJECT_DIR = "/home/dev/src/webapp",
         PROCMON_STATE_DIR = state, CLAUDECODE = "1" } }))
     end
