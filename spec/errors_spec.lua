@@ -63,6 +63,23 @@ describe("errors", function()
         "option 'env': values must be" },
       { "a negative wait", function() pm.spawn(H.cmd("exit", "0")):wait(-1) end,
         "bad argument #1 to 'wait'" },
+      { "misuse through run, named as run's own at the caller's line",
+        function() pm.run({ "true" }, { tiemout = 1 }) end,
+        "bad argument #2 to 'run' %(unknown option 'tiemout'%)" },
+      { "a bad command through run", function() pm.run({ "echo", "a\0" }) end,
+        "bad argument #1 to 'run' %(command element 2 contains a NUL byte%)" },
+      { "misuse through run_all, naming the job", function()
+          pm.run_all({ { { "true" } }, { { "true" }, { kill_signal = "NOPE" } } })
+        end,
+        "bad argument #1 to 'run_all' %(job 2: option 'kill_signal': unknown signal 'NOPE'%)" },
+      { "job options that are not a table", function() pm.run_all({ { { "true" }, 5 } }) end,
+        "bad argument #1 to 'run_all' %(job 1: options must be a table, got number%)" },
+      { "an unknown run_all option", function() pm.run_all({}, { concurency = 2 }) end,
+        "bad argument #2 to 'run_all' %(unknown option 'concurency'%)" },
+      { "wait on something that is not a Process", function() pm.spawn(H.cmd("exit", "0")).wait({}) end,
+        "bad argument #1 to 'wait' %(procmon.Process expected, got table%)" },
+      { "result on something that is not a Process", function() pm.spawn(H.cmd("exit", "0")).result(5) end,
+        "bad argument #1 to 'result' %(procmon.Process expected, got number%)" },
       { "a task without a function", function() pm.task(1) end, "bad argument #1 to 'task'" },
       { "run_all concurrency 0", function() pm.run_all({}, { concurrency = 0 }) end,
         "concurrency must be a positive integer" },
@@ -80,6 +97,23 @@ describe("errors", function()
       end)
     end
 
+    it("at the caller's line, through run, run_all and wait too", function()
+      local function where(f)
+        local line = debug.getinfo(f, "S").linedefined
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        assert.matches("^[^:]*errors_spec%.lua:" .. line .. ": bad argument", err)
+      end
+      where(function() pm.run({ "true" }, { tiemout = 1 }) end)
+      where(function() pm.run_all({ { { "true" }, { tiemout = 1 } } }) end)
+      where(function() pm.run_all({}, { concurency = 2 }) end)
+      where(function() pm.spawn({ "true" }, { kill_signal = "NOPE" }) end)
+      local p = assert(pm.spawn(H.cmd("exit", "0")))
+      where(function() p.wait({}) end)
+      where(function() p:wait(-1) end)
+      p:wait()
+    end)
+
     it("on a method of a closed process", function()
       local p = assert(pm.spawn(H.cmd("sleep", "30")))
       getmetatable(p).__close(p, nil)
@@ -93,6 +127,50 @@ describe("errors", function()
       p:close_stdin()
       assert.error_matches(function() p:write("x") end, "stdin is closed")
       p:wait()
+    end)
+  end)
+
+  describe("run_all", function()
+    it("starts no job when one of them is misused", function()
+      local jobs = { { H.cmd("sleep", "30") }, { H.cmd("sleep", "30") }, { { "true" }, { tiemout = 1 } } }
+      assert.error_matches(function() pm.run_all(jobs, { concurrency = 1 }) end,
+        "bad argument #1 to 'run_all' %(job 3: unknown option 'tiemout'%)")
+      assert.are.same({}, pm.active())
+    end)
+
+    -- Job 1 raises in its on_exit while job 2 runs; jobs 3 and 4 wait for a slot.
+    local function raising_jobs(started)
+      local function mark(i) return function() started[i] = true end end
+      return {
+        { H.cmd("exit", "0"), { on_exit = function() error("boom in job 1") end } },
+        { H.cmd("sleep", "30"), { on_exit = mark(2) } },
+        { H.cmd("echo", "3"), { on_exit = mark(3) } },
+        { H.cmd("echo", "4"), { on_exit = mark(4) } },
+      }
+    end
+
+    local function check_stopped(ok, err, started)
+      assert.is_false(ok)
+      assert.matches("boom in job 1", err)
+      local left = pm.active()
+      assert.are.equal(1, #left, "job 2 should be the one left, being stopped")
+      assert.are.equal("killed", left[1]:wait().reason)
+      pm.loop()
+      assert.is_nil(started[3], "a job started after one raised")
+      assert.is_nil(started[4], "a job started after one raised")
+    end
+
+    it("stops the other jobs and re-raises when a job's on_exit raises", function()
+      local started = {}
+      local ok, err = pcall(pm.run_all, raising_jobs(started), { concurrency = 2 })
+      check_stopped(ok, err, started)
+    end)
+
+    it("does the same inside a task", function()
+      local started = {}
+      local t = pm.task(pm.run_all, raising_jobs(started), { concurrency = 2 })
+      local ok, err = pcall(t.wait, t)
+      check_stopped(ok, err, started)
     end)
   end)
 

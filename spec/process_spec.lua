@@ -153,6 +153,28 @@ describe("process", function()
       assert.are.equal(0, r.code)
     end)
 
+    it("leaves nothing behind when a wait times out, polled in a loop", function()
+      local p = assert(pm.spawn(H.cmd("sleep", "30"), { stdout = "null" }))
+      local function grown(poll)
+        poll(100)  -- warm up
+        collectgarbage()
+        collectgarbage()
+        local before = collectgarbage("count")
+        poll(2000)
+        collectgarbage()
+        collectgarbage()
+        return collectgarbage("count") - before
+      end
+      local function poll(n) for _ = 1, n do assert.is_nil(p:wait(0)) end end
+      -- A leaked waiter costs about 240 bytes: 2000 of them, some 480 KB.
+      local kb = grown(poll)
+      assert.is_true(kb < 100, ("plain waits kept %.0f KB"):format(kb))
+      kb = grown(function(n) pm.task(poll, n):wait() end)
+      assert.is_true(kb < 100, ("waits in a task kept %.0f KB"):format(kb))
+      p:kill("KILL")
+      assert.are.equal("KILL", p:wait().signal)
+    end)
+
     it("calls on_exit with the Result before wait returns", function()
       local seen
       local p = assert(pm.spawn(H.cmd("exit", "4"), { on_exit = function(r) seen = r end }))
@@ -312,6 +334,24 @@ describe("process", function()
       local lines = H.read_file(out)
       assert.are.equal("0\n1\n2\n" .. p.pid .. "\n", lines)
       os.execute("rm -r " .. dir)
+    end)
+
+    it("stops keeping the loop alive when a wait on it timed out", function()
+      local code = [[
+        local pm = require "procmon"
+        local p = assert(pm.spawn({ "sleep", "60" }, { detached = true }))
+        print(p.pid)
+        io.stdout:flush()
+        assert(p:wait(0.05) == nil)
+        assert(p:wait(0.05) == nil)
+        pm.loop()
+      ]]
+      local r = assert(pm.run({ H.lua, "-e", code }, { timeout = 15 }))
+      local pid = tonumber(r.stdout:match("%d+"))
+      H.kill_group(pid)
+      assert.is_number(pid, r.stderr)
+      assert.are.equal("exit", r.reason, "the timed-out wait kept the loop alive")
+      assert.are.equal(0, r.code, r.stderr)
     end)
 
     it("refuses pipes", function()

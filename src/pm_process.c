@@ -223,6 +223,9 @@ static void notify(pm_proc_t *p, int obj) {
     lua_pop(L, 1);
     return;
   }
+  /* Taken off first: a woken waiter may cancel itself (_off_settle). */
+  lua_pushnil(L);
+  lua_setiuservalue(L, obj, UV_WAITERS);
   n = (int)lua_rawlen(L, -1);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
@@ -230,8 +233,6 @@ static void notify(pm_proc_t *p, int obj) {
     pm_call(p->ctx, 1);
   }
   lua_pop(L, 1);
-  lua_pushnil(L);
-  lua_setiuservalue(L, obj, UV_WAITERS);
 }
 
 /* Exit seen and output drained: publish the Result, close everything. */
@@ -290,6 +291,13 @@ static void sigchld_ref(pm_proc_t *p, int hold) {
 static void watch_ref(pm_proc_t *p) {
   if (p->pidfd >= 0) uv_ref((uv_handle_t *)&p->exit_poll);
   else sigchld_ref(p, 1);
+}
+
+/* Nobody waits any more: a detached child stops keeping the loop alive. */
+static void watch_unref(pm_proc_t *p) {
+  if (!p->detached || p->exited) return;
+  if (p->pidfd >= 0) uv_unref((uv_handle_t *)&p->exit_poll);
+  else sigchld_ref(p, 0);
 }
 
 static void unwatch_exit(pm_proc_t *p) {
@@ -780,6 +788,40 @@ static int proc_on_settle(lua_State *L) {
   return 0;
 }
 
+/* p:_off_settle(fn): fn waits no more (its wait timed out). A wait polled
+** in a loop then leaves nothing behind, and a detached child that nobody
+** waits for stops keeping the loop alive again. */
+static int proc_off_settle(lua_State *L) {
+  pm_proc_box_t *box = check_box(L);
+  lua_Integer n, i;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lua_getiuservalue(L, 1, UV_WAITERS) != LUA_TTABLE) return 0;
+  n = (lua_Integer)lua_rawlen(L, 3);
+  for (i = 1; i <= n; i++) {
+    int same = (lua_rawgeti(L, 3, i), lua_rawequal(L, -1, 2));
+    lua_pop(L, 1);
+    if (same) break;
+  }
+  if (i > n) return 0;
+  for (; i < n; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    lua_rawseti(L, 3, i);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, 3, n);
+  if (n == 1 && box->p) watch_unref(box->p);
+  return 0;
+}
+
+/* _check_spawn(cmd, opts): raises as spawn would on misuse, starts
+** nothing (run_all checks every job before it starts the first). */
+static int proc_check_spawn(lua_State *L) {
+  spawn_spec_t sp;
+  pm_stream_t io[3];
+  parse_spawn_args(L, &sp, io);
+  return 0;
+}
+
 /*
 ** __close and __gc: one idempotent function. Closing a running process
 ** stops it (kill_signal, then SIGKILL after kill_grace); the loop reaps it.
@@ -910,7 +952,7 @@ int pm_open_process(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"kill", proc_kill}, {"running", proc_running}, {"write", proc_write},
     {"close_stdin", proc_close_stdin}, {"_result", proc_result},
-    {"_on_settle", proc_on_settle}, {NULL, NULL}
+    {"_on_settle", proc_on_settle}, {"_off_settle", proc_off_settle}, {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
     {"__index", proc_index}, {"__close", proc_close}, {"__gc", proc_close},
@@ -927,6 +969,8 @@ int pm_open_process(lua_State *L) {
   lua_setfield(L, -2, "spawn");
   lua_pushcfunction(L, proc_active);
   lua_setfield(L, -2, "active");
+  lua_pushcfunction(L, proc_check_spawn);
+  lua_setfield(L, -2, "_check_spawn");
   raise_fd_limit();
   ignore_sigpipe();
   return 0;

@@ -125,92 +125,172 @@ end
 -- {=== processes ===}
 
 local Process = core._Process
+local spawn, check_spawn = core.spawn, core._check_spawn
+
+--- Raises unless `self` is a Process (p.wait({}) is misuse, not a crash).
+local function check_process(self, fname)
+  local mt = type(self) == "userdata" and getmetatable(self)
+  if not (mt and mt.methods == Process) then
+    error(("bad argument #1 to '%s' (procmon.Process expected, got %s)")
+      :format(fname, type(self)), 3)
+  end
+end
 
 --- Waits for the Result. With `timeout`, returns nil, msg, "ETIMEDOUT"
 --- when it passes (the process keeps running).
 ---@return table|nil result
 function Process:wait(timeout)
+  check_process(self, "wait")
   check_seconds(timeout, 1, "wait")
   check_interrupted(1)
   local r = self:_result()
   if r then return r end
   return await("wait", function(wake)
     self:_on_settle(wake)
-    if timeout then
-      local t = core._timer(timeout, function()
-        wake(nil, ("wait: timed out after %gs"):format(timeout), "ETIMEDOUT")
-      end)
-      return function() t:stop() end
+    local t = timeout and core._timer(timeout, function()
+      wake(nil, ("wait: timed out after %gs"):format(timeout), "ETIMEDOUT")
+    end)
+    -- Called once woken, either way: a timed-out wait leaves no waiter.
+    return function()
+      if t then t:stop() end
+      self:_off_settle(wake)
     end
   end)
 end
 
-function Process:result() return self:_result() end
+function Process:result()
+  check_process(self, "result")
+  return self:_result()
+end
+
+--- Calls spawn(cmd, opts) for `fname`; misuse raises as `fname`'s own,
+--- `level` above this function (spawn's message, under pcall, carries no
+--- position and may name spawn oddly: only its argument and text are kept).
+local function spawn_as(fname, level, cmd, opts)
+  local ok, p, err, code = pcall(spawn, cmd, opts)
+  if ok then return p, err, code end
+  local n, detail = tostring(p):match("^bad argument #(%d+) to '[^']*' %((.*)%)$")
+  if not n then error(p, 0) end
+  error(("bad argument #%s to '%s' (%s)"):format(n, fname, detail), level + 1)
+end
 
 --- spawn + wait: the Result (stdout, stderr, code...), or nil, msg, code.
 function M.run(cmd, opts)
-  local p, err, code = core.spawn(cmd, opts)
+  local p, err, code = spawn_as("run", 2, cmd, opts)
   if not p then return nil, err, code end
   return p:wait()
 end
 
-local function job_opts(opts, on_exit)
-  local o = {}
-  if opts ~= nil then
-    if type(opts) ~= "table" then error("bad argument #1 to 'run_all' (job options must be a table)", 4) end
-    for k, v in pairs(opts) do o[k] = v end
-  end
-  local user = o.on_exit
-  o.on_exit = function(r)
-    if user then user(r) end
-    on_exit(r)
-  end
-  return o
-end
+local run_all_options = { concurrency = true }
 
-local function check_jobs(jobs, opts)
+--- Checks run_all's arguments, every job included, before any job starts:
+--- a misused job raises at the caller's line, and nothing runs.
+local function check_run_all(jobs, opts)
   if type(jobs) ~= "table" then
     error("bad argument #1 to 'run_all' (table expected, got " .. type(jobs) .. ")", 3)
   end
-  for i = 1, #jobs do
-    if type(jobs[i]) ~= "table" then
-      error(("bad argument #1 to 'run_all' (job %d: {cmd, opts} expected)"):format(i), 3)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'run_all' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  for k in pairs(opts or {}) do
+    if not run_all_options[k] then
+      error(("bad argument #2 to 'run_all' (unknown option '%s')"):format(tostring(k)), 3)
     end
   end
   local limit = opts and opts.concurrency or 8
   if math.type(limit) ~= "integer" or limit < 1 then
     error("bad argument #2 to 'run_all' (concurrency must be a positive integer)", 3)
   end
+  for i = 1, #jobs do
+    local job = jobs[i]
+    if type(job) ~= "table" then
+      error(("bad argument #1 to 'run_all' (job %d: {cmd, opts} expected)"):format(i), 3)
+    end
+    if job[2] ~= nil and type(job[2]) ~= "table" then
+      error(("bad argument #1 to 'run_all' (job %d: options must be a table, got %s)")
+        :format(i, type(job[2])), 3)
+    end
+    local ok, err = pcall(check_spawn, job[1], job[2])
+    if not ok then
+      local detail = tostring(err):match("^bad argument #%d+ to '[^']*' %((.*)%)$")
+      error(("bad argument #1 to 'run_all' (job %d: %s)"):format(i, detail or tostring(err)), 3)
+    end
+  end
   return limit
 end
 
+--- The job's options with an on_exit that reports to run_all. The user's
+--- own on_exit runs first; if it raises, run_all stops (`fail`).
+local function job_opts(opts, done, fail)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local user = o.on_exit
+  o.on_exit = function(r)
+    if user then
+      local ok, err = xpcall(user, debug.traceback, r)
+      if not ok then return fail(err) end
+    end
+    done(r)
+  end
+  return o
+end
+
+local close_process  -- the Process __close: kill_signal, SIGKILL after kill_grace
+
 --- Runs the jobs {cmd, opts}, at most `concurrency` at once (default 8).
 --- Results come back in input order; a job that could not start gets
---- { ok = false, cmd = cmd, error = msg, error_code = code }.
+--- { ok = false, cmd = cmd, error = msg, error_code = code }. When a job's
+--- on_exit raises (or the wait is interrupted), the jobs still running are
+--- stopped, no more start, and the error is raised again.
 function M.run_all(jobs, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'run_all' (table expected, got " .. type(opts) .. ")", 2)
+  local limit = check_run_all(jobs, opts)
+  if not tasks[co_running()] and core._in_callback() then
+    error("run_all: cannot block inside a callback (use procmon.task)", 2)
   end
-  local limit = check_jobs(jobs, opts)
-  local n, results, started, finished, running = #jobs, {}, 0, 0, 0
-  return await("run_all", function(wake)
+  local n, results, procs = #jobs, {}, {}
+  local started, finished, running, failure = 0, 0, 0, nil
+  local function stop_all()
+    for i, p in pairs(procs) do
+      procs[i] = nil
+      close_process = close_process or getmetatable(p).__close
+      close_process(p, nil)
+    end
+  end
+  local ok, err = pcall(await, "run_all", function(wake)
     local start_more
+    local function fail(e)
+      if failure then return end
+      failure = e
+      stop_all()
+      wake()
+    end
     local function done(i, r)
-      results[i] = r
+      procs[i], results[i] = nil, r
       running, finished = running - 1, finished + 1
-      if finished == n then wake(results) else start_more() end
+      if failure then return end
+      if finished == n then wake() else start_more() end
     end
     function start_more()
-      while running < limit and started < n do
+      while not failure and running < limit and started < n do
         started = started + 1
         running = running + 1
         local i, job = started, jobs[started]
-        local p, err, code = core.spawn(job[1], job_opts(job[2], function(r) done(i, r) end))
-        if not p then done(i, { ok = false, cmd = job[1], error = err, error_code = code }) end
+        local p, err, code = spawn(job[1], job_opts(job[2], function(r) done(i, r) end, fail))
+        if p then
+          procs[i] = p
+        else
+          done(i, { ok = false, cmd = job[1], error = err, error_code = code })
+        end
       end
     end
-    if n == 0 then wake(results) else start_more() end
+    if n == 0 then wake() else start_more() end
   end)
+  if not ok then
+    stop_all()  -- interrupted, or a callback's error re-raised by the loop
+    error(err, 0)
+  end
+  if failure then core._raise_traced(failure) end
+  return results
 end
 
 -- {=== lazily loaded parts ===}
