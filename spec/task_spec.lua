@@ -38,6 +38,21 @@ describe("tasks", function()
     assert.are.equal("timeout", r.reason)
   end)
 
+  it("close a failed task's <close> variables", function()
+    local closed = false
+    local ok, err = pcall(function()
+      local t = pm.task(function()
+        local guard <close> = setmetatable({}, { __close = function() closed = true end })
+        pm.sleep(0)
+        error("task failed")
+      end)
+      t:wait()
+    end)
+    assert.is_false(ok)
+    assert.matches("task failed", err)
+    assert.is_true(closed)
+  end)
+
   it("run two processes concurrently with wait inside tasks", function()
     local ts = {}
     for i = 1, 2 do ts[i] = pm.task(function() return pm.run(H.cmd("sleep", "0.3")) end) end

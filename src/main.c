@@ -289,6 +289,17 @@ static int run_main(lua_State *L, char **argv, int argc, int script) {
   return status;
 }
 
+/* After a stop signal: the tasks that were waiting in a blocking call get
+** the interruption raised there too (procmon.api's _unwind_tasks), so that
+** their cleanup runs. Their errors are not reported. */
+static void unwind_tasks(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "procmon.api");
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "_unwind_tasks") == LUA_TFUNCTION)
+    lua_pcall(L, 0, 0, 0);
+  lua_settop(L, 0);
+}
+
 static int is_subcommand(const char *name) {
   return strcmp(name, "gc") == 0;  /* ps and kill come with the monitor */
 }
@@ -370,6 +381,7 @@ int main(int argc, char **argv) {
   } else {
     create_arg_table(L, argv, argc, strcmp(argv[script], "-e") == 0 ? script + 1 : script);
     status = run_main(L, argv, argc, script);
+    if (pending_signal) unwind_tasks(L);
     code = exit_status(L, status);
   }
   phase = PHASE_STOP;

@@ -227,12 +227,13 @@ int pm_run(lua_State *L, pm_ctx_t *ctx, uv_run_mode mode) {
   int alive;
   if (ctx->running || ctx->depth > 0)
     return luaL_error(L, "cannot block inside a callback (use procmon.task)");
-  if (pm_interrupted()) return pm_raise_interrupted(L, 1);
+  /* Level 2: the caller of procmon.api's await or loop, the user's line. */
+  if (pm_interrupted()) return pm_raise_interrupted(L, 2);
   ctx->running = 1;
   alive = uv_run(ctx->loop, mode);
   ctx->running = 0;
   pm_raise_pending(L, ctx);
-  if (pm_interrupted()) return pm_raise_interrupted(L, 1);
+  if (pm_interrupted()) return pm_raise_interrupted(L, 2);
   return alive;
 }
 

@@ -31,19 +31,30 @@ local function resume(task, ...)
   if not ok then
     task._done = true
     tasks[co] = nil
-    core._raise_traced(debug.traceback(co, tostring(err)))
+    local traced = debug.traceback(co, tostring(err))
+    coroutine.close(co)  -- an error does not close its <close> variables
+    core._raise_traced(traced)
   end
   if coroutine.status(co) == "dead" then finish(task) end
+end
+
+local check_interrupted = core._check_interrupted
+local UNWIND = {}  -- resumes a waiting task with the host's interruption
+
+-- What a task's await returns once resumed: the wake(...) values, or the
+-- interruption raised at the caller's line (see M._unwind_tasks).
+local function woken(task, first, ...)
+  task._awaiting = nil
+  if first == UNWIND then check_interrupted(1) end
+  return first, ...
 end
 
 --- Blocks until `register(wake)` has `wake(...)` called: in a task by
 --- yielding to the loop, elsewhere by running the loop. `register` may
 --- return a cancel function, called once woken.
 ---@return any ...
-local check_interrupted = core._check_interrupted
-
 local function await(what, register)
-  check_interrupted(2)  -- once the host was signalled, no call blocks
+  check_interrupted(1)  -- once the host was signalled, no call blocks
   local task = tasks[co_running()]
   if task then
     local state, early, cancel = "registering", nil, nil
@@ -59,7 +70,8 @@ local function await(what, register)
       return unpack(early, 1, early.n)
     end
     state = "waiting"
-    return co_yield()
+    task._awaiting = true
+    return woken(task, co_yield())
   end
   if core._in_callback() then
     error(what .. ": cannot block inside a callback (use procmon.task)", 3)
@@ -86,6 +98,28 @@ function M.task(fn, ...)
   tasks[task._co] = task
   resume(task, ...)
   return task
+end
+
+--- After a stop signal (procrun calls this once the main chunk or the loop
+--- has raised the interruption): every task blocked in a call gets the
+--- interruption raised there, so that its pcall handlers and <close>
+--- variables run. Their errors are dropped (a signal reports none), and
+--- tasks waiting for them are unwound in turn, not woken.
+function M._unwind_tasks()
+  local waiting = {}
+  for _, task in pairs(tasks) do
+    if task._awaiting then waiting[#waiting + 1] = task end
+  end
+  for _, task in ipairs(waiting) do
+    if task._awaiting then
+      task._awaiting = nil
+      if not coroutine.resume(task._co, UNWIND) then coroutine.close(task._co) end
+      if coroutine.status(task._co) == "dead" then
+        task._done = true
+        tasks[task._co] = nil
+      end
+    end
+  end
 end
 
 --- Waits for the task and returns what its function returned.
