@@ -13,6 +13,7 @@ local lib = H.root .. "/types/library"
 -- (DESIGN.md, a branch not landed yet). Present, they are checked as usual.
 local PLANNED = {
   SpawnOptions = { input = true },
+  procmon = { monitor = true, policy = true },
 }
 
 -- Submodules that are implementation, not API (documented in the README
@@ -130,7 +131,7 @@ describe("the LuaLS type definitions", function()
 
   for _, name in ipairs({ "procmon", "procmon.json", "procmon.cache", "procmon.env",
                           "procmon.session", "procmon.hook", "procmon.statusline",
-                          "procmon.policy" }) do
+                          "procmon.monitor", "procmon.policy" }) do
     if name == "procmon" or package.preload[name] then
       it("name what " .. name .. " exports, and nothing else", function() check_module(name) end)
     else
@@ -170,6 +171,29 @@ describe("the LuaLS type definitions", function()
     same_names("SessionTracker", c.members, public(getmetatable(tracker).__index))
     for field in pairs(c.fields) do assert.is_not_nil(tracker[field], "tracker." .. field) end
   end)
+
+  if package.preload["procmon.monitor"] then
+    it("name the methods and fields of a Monitor and a MonitoredProcess, and a Record's fields", function()
+      local dir = H.tmpdir()
+      finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+      local mon = assert(pm.monitor { dir = dir .. "/m" })
+      local c = class("procmon.Monitor")
+      same_names("Monitor", c.members, public(getmetatable(mon).__index))
+      for field in pairs(c.fields) do assert.is_not_nil(mon[field], "mon." .. field) end
+      local job = assert(mon:spawn(H.cmd("echo", "hi"), { name = "t" }))
+      local r = job:wait()
+      c = class("procmon.MonitoredProcess")
+      same_names("MonitoredProcess", c.members, public(getmetatable(job).__index))
+      for field in pairs(c.fields) do assert.is_not_nil(job[field], "job." .. field) end
+      local seen = {}
+      for _, rec in ipairs({ job.record, assert(mon:get(job.id)) }) do
+        for k in pairs(rec) do seen[k] = true end
+      end
+      local declared = class("procmon.Record").fields
+      for _, k in ipairs(sorted_keys(seen)) do assert(declared[k], "Record." .. k .. " is not declared") end
+      assert.is_true(r.ok)
+    end)
+  end
 
   it("name exactly the options spawn accepts (src/pm_process.c)", function()
     local src = H.read_file(H.root .. "/src/pm_process.c")

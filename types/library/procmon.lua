@@ -204,4 +204,10 @@ pm.hook = require "procmon.hook"
 --- Statusline helpers (also require "procmon.statusline").
 pm.statusline = require "procmon.statusline"
 
+--- Persisted process records: `pm.monitor{...}` (also require "procmon.monitor").
+pm.monitor = require "procmon.monitor"
+
+--- Monitor policies: restart, keyed (also require "procmon.policy").
+pm.policy = require "procmon.policy"
+
 return pm
