@@ -203,6 +203,17 @@ exec %s "$@"
     assert.are.same({}, complete({ stub, "logs", "-n", "5", "build-1a", "" }))
   end)
 
+  if package.preload["procmon.monitor"] then
+    it("completes kill with the id of a job the monitor runs", function()
+      local mon = assert(pm.monitor())
+      local job = assert(mon:spawn(H.cmd("sleep", "30"), { name = "completion" }))
+      finally(function() job:kill("KILL"); job:wait() end)
+      local ids = complete({ H.procrun, "kill", "" })
+      assert.is_true(set_of(ids)[job.id], job.id)
+      assert.is_true(set_of(complete({ H.procrun, "logs", job.id:sub(1, 3) }))[job.id])
+    end)
+  end
+
   it("passes --dir on to procrun ps for the ids", function()
     local stub = tmp .. "/procrun-dir"
     local f = assert(io.open(stub, "w"))

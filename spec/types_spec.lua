@@ -21,6 +21,7 @@ local PLANNED = {
 local INTERNAL = {
   ["procmon.api"] = true, ["procmon.cli"] = true, ["procmon.store"] = true,
   ["procmon.sys"] = true, ["procmon.input"] = true, ["procmon.core"] = true,
+  ["procmon.mondir"] = true,
 }
 
 --- The meta files: "procmon.lua" and "procmon/<name>.lua".
