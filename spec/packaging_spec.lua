@@ -80,6 +80,55 @@ describe("the version", function()
   end)
 end)
 
+describe("procrun --help and procrun help", function()
+  local function procrun(...)
+    return assert(pm.run({ H.procrun, ... }, { timeout = 30 }))
+  end
+
+  it("--help names every subcommand, on stdout", function()
+    local r = procrun("--help")
+    assert.are.equal(0, r.code)
+    assert.are.equal("", r.stderr)
+    for _, name in ipairs(subcommands()) do
+      assert.truthy(r.stdout:find("procrun " .. name, 1, true), name)
+    end
+  end)
+
+  it("help NAME and NAME --help print the subcommand's usage", function()
+    local usage = require("procmon.cli").usage
+    for _, name in ipairs(subcommands()) do
+      local r = procrun("help", name)
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal(usage[name] .. "\n", r.stdout)
+      assert.matches("^usage: procrun " .. name, r.stdout)
+      if name ~= "help" then
+        assert.are.equal(r.stdout, procrun(name, "--help").stdout)
+        assert.are.equal(r.stdout, procrun(name, "-h").stdout)
+      end
+    end
+    local r = procrun("help")
+    assert.are.equal(0, r.code)
+    assert.matches("subcommands: ", r.stdout)
+  end)
+
+  it("help of an unknown subcommand fails on stderr with 1", function()
+    local r = procrun("help", "nope")
+    assert.are.equal(1, r.code)
+    assert.are.equal("", r.stdout)
+    assert.are.equal("procrun help: no subcommand 'nope'\n", r.stderr)
+  end)
+
+  it("every flag a subcommand's usage shows is in the man page", function()
+    local page = H.read_file(root .. "/doc/procrun.1")
+    local usage = require("procmon.cli").usage
+    for _, name in ipairs(subcommands()) do
+      for flag in usage[name]:gmatch("%f[%w-](%-%-?%a[%w-]*)") do
+        assert.truthy(page:find((flag:gsub("%-", "\\-")), 1, true), name .. " " .. flag)
+      end
+    end
+  end)
+end)
+
 describe("the man page", function()
   local page = H.read_file(root .. "/doc/procrun.1")
 

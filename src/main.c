@@ -28,7 +28,7 @@ static const char usage_text[] =
   "       procrun gc                 remove expired cache entries\n"
   "       procrun --version | --help\n"
   "The script may require \"procmon\"; the event loop runs after the main\n"
-  "chunk until nothing is pending. See README.md.\n";
+  "chunk until nothing is pending. procrun help SUBCOMMAND; man procrun.\n";
 
 /*
 ** {=== stop signals ===}
@@ -376,7 +376,7 @@ int main(int argc, char **argv) {
   open_libs(L);
   procmon_set_loop(L, &loop);
   /* With -e, arg[0] is the chunk and arg[1..] (and ...) its arguments. */
-  if (script == 1 && is_subcommand(argv[1])) {
+  if (script == 1 && (is_subcommand(argv[1]) || strcmp(argv[1], "help") == 0)) {
     code = run_subcommand(L, argv, argc);
   } else {
     create_arg_table(L, argv, argc, strcmp(argv[script], "-e") == 0 ? script + 1 : script);
