@@ -111,6 +111,15 @@ describe("procrun --help and procrun help", function()
     assert.matches("subcommands: ", r.stdout)
   end)
 
+  it("a usage error exits 1 (never 2, Claude Code's 'block') with the usage on stderr", function()
+    for _, args in ipairs({ {}, { "-e" }, { "--" } }) do
+      local r = procrun(table.unpack(args))
+      assert.are.equal(1, r.code, table.concat(args, " "))
+      assert.are.equal("", r.stdout)
+      assert.matches("^usage: procrun", r.stderr)
+    end
+  end)
+
   it("help of an unknown subcommand fails on stderr with 1", function()
     local r = procrun("help", "nope")
     assert.are.equal(1, r.code)
