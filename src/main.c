@@ -49,7 +49,7 @@ enum {
 ** caught the interruption); then procrun stops it for good. */
 #define CLEANUP_MS 2000
 
-static volatile sig_atomic_t phase, pending_signal, signal_count;
+static volatile sig_atomic_t phase, pending_signal, signal_count, returned;
 static volatile long long signal_ms;  /* when the first signal came */
 static lua_State *main_L;
 static lua_State *volatile running_L;  /* main_L or the coroutine it runs */
@@ -130,7 +130,7 @@ static void install_signals(void) {
 /* os.exit(n) after a stop signal still exits 128+signal (atexit runs
 ** after procmon's own exit handler has stopped the children). */
 static void exit_status_at_exit(void) {
-  if (pending_signal == 0) return;
+  if (pending_signal == 0 || returned) return;  /* main's status is right */
   fflush(stdout);
   fflush(stderr);
   _exit(128 + pending_signal);
@@ -391,5 +391,6 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&wake, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
+  returned = 1;
   return pending_signal ? 128 + pending_signal : code;
 }
