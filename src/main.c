@@ -5,6 +5,7 @@
 ** While a script runs, procrun writes only to stderr: stdout is the
 ** script's (statuslines and hooks answer through it).
 */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,7 @@ static void arm(lua_State *L) {
 }
 
 static void on_signal(int sig) {
+  int saved_errno = errno;  /* the interrupted code may be about to read it */
   if (pending_signal == 0) {
     signal_ms = now_ms();
     pending_signal = sig;
@@ -104,6 +106,7 @@ static void on_signal(int sig) {
   } else if (phase == PHASE_CLOSE && signal_count > 1) {
     _exit(128 + pending_signal);  /* e.g. a finalizer that never returns */
   }
+  errno = saved_errno;
 }
 
 /* Wakes a loop blocked in epoll so that the driver sees the signal. */
