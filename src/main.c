@@ -24,9 +24,12 @@
 extern int luaopen_cjson_safe(lua_State *L);
 
 static const char usage_text[] =
-  "usage: procrun SCRIPT [ARGS...]   run a Lua script (also as a #! line)\n"
-  "       procrun -e CODE [ARGS...]  run a chunk of Lua code\n"
-  "       procrun gc                 remove expired cache entries\n"
+  "usage: procrun SCRIPT [ARGS...]     run a Lua script (also as a #! line)\n"
+  "       procrun -e CODE [ARGS...]    run a chunk of Lua code\n"
+  "       procrun ps [--all] [--json]  list monitored processes\n"
+  "       procrun kill ID [SIGNAL]     signal a monitored process's group\n"
+  "       procrun logs ID [-f] [-n N]  print (or follow) a monitored log\n"
+  "       procrun gc                   remove expired cache entries and records\n"
   "       procrun --version | --help\n"
   "The script may require \"procmon\"; the event loop runs after the main\n"
   "chunk until nothing is pending. procrun help SUBCOMMAND; man procrun.\n";
@@ -304,7 +307,10 @@ static void unwind_tasks(lua_State *L) {
 }
 
 static int is_subcommand(const char *name) {
-  return strcmp(name, "gc") == 0;  /* ps and kill come with the monitor */
+  static const char *const names[] = {"gc", "ps", "kill", "logs", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(name, names[i]) == 0) return 1;
+  return 0;
 }
 
 /* procrun gc [...]: procmon.cli answers; its return value is the exit code. */

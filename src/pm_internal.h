@@ -103,6 +103,9 @@ int pm_open_sys(lua_State *L);
 /* {=== stdin with a deadline (pm_input.c) ===} */
 int pm_open_input(lua_State *L);
 
+/* {=== monitor records, liveness, logs (pm_monitor.c) ===} */
+int pm_open_mondir(lua_State *L);
+
 /*
 ** Opens 'path' as a private directory (O_DIRECTORY | O_NOFOLLOW), creating
 ** its last component 0700 when missing, and checks that it is a directory

@@ -56,6 +56,8 @@ static void register_embedded(lua_State *L) {
   set_preload(L, "procmon.sys");
   lua_pushcfunction(L, pm_open_input);
   set_preload(L, "procmon.input");
+  lua_pushcfunction(L, pm_open_mondir);
+  set_preload(L, "procmon.mondir");
 }
 
 /*

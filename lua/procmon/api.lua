@@ -332,6 +332,7 @@ end
 local lazy = {
   cache = "procmon.cache", json = "procmon.json", env = "procmon.env",
   session = "procmon.session", hook = "procmon.hook", statusline = "procmon.statusline",
+  monitor = "procmon.monitor", policy = "procmon.policy",
 }
 
 function M.state_dir() return require("procmon.sys").state_dir() end

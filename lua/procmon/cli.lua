@@ -1,5 +1,5 @@
--- procrun's subcommands (procrun gc): answers on stdout, errors on stderr,
--- the exit code returned to the host.
+-- procrun's subcommands (ps, kill, logs, gc): answers on stdout, errors on
+-- stderr, the exit code returned to the host.
 local M = {}
 
 local function fail(name, msg)
@@ -9,8 +9,360 @@ end
 
 local commands = {}
 
+-- {=== arguments ===}
+
+--- Parses args against `spec` ({ ["--all"] = "flag", ["-n"] = "value" }):
+--- the options found and the positional arguments, or nil, message.
+local function parse(args, spec)
+  local opts, pos, i = {}, {}, 1
+  while i <= #args do
+    local a = args[i]
+    local kind = spec[a]
+    if kind == "flag" then
+      opts[a] = true
+    elseif kind == "value" then
+      if args[i + 1] == nil then return nil, "option " .. a .. " needs a value" end
+      opts[a] = args[i + 1]
+      i = i + 1
+    elseif a == "--" then
+      table.move(args, i + 1, #args, #pos + 1, pos)
+      break
+    elseif a:match("^%-%-?%a") then
+      return nil, "unknown option '" .. a .. "'"
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, pos
+end
+
+local function open_monitor(opts)
+  local monitor = require "procmon.monitor"
+  return monitor.new { dir = opts["--dir"] }
+end
+
+--- The record whose id is `id` or starts with it (unique), or nil, message.
+local function find_record(mon, id)
+  if not id:match("^[%w_-]+$") then return nil, "no record '" .. id .. "'" end
+  local rec = mon:get(id)
+  if rec then return rec end
+  local found = {}
+  for _, where in ipairs { "running", "done" } do
+    for _, other in ipairs(mon._d:ids(where) or {}) do
+      if other:sub(1, #id) == id then found[other] = true end
+    end
+  end
+  local list = {}
+  for k in pairs(found) do list[#list + 1] = k end
+  table.sort(list)
+  if #list == 1 then
+    rec = mon:get(list[1])
+    if rec then return rec end
+  elseif #list > 1 then
+    return nil, ("'%s' is ambiguous: %s"):format(id, table.concat(list, ", "))
+  end
+  return nil, "no record '" .. id .. "'"
+end
+
+-- }===
+
+-- {=== ps ===}
+
+local COLORS = { running = "32", completed = "2", failed = "31", killed = "33",
+  timed_out = "33", lost = "35" }
+
+--- "12s", "4m05s", "3h04m", "2d03h".
+local function human(s)
+  s = math.max(0, math.floor(s))
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return ("%dm%02ds"):format(s // 60, s % 60) end
+  if s < 86400 then return ("%dh%02dm"):format(s // 3600, s % 3600 // 60) end
+  return ("%dd%02dh"):format(s // 86400, s % 86400 // 3600)
+end
+M._human = human
+
+--- An argv as a shell would read it back.
+local function command_line(cmd)
+  if type(cmd) ~= "table" then return tostring(cmd or "") end
+  local parts = {}
+  for i, a in ipairs(cmd) do
+    a = tostring(a)
+    if a == "" or a:find("[^%w%-_./:=@%%+,]") then a = "'" .. a:gsub("'", "'\\''") .. "'" end
+    parts[i] = a
+  end
+  return table.concat(parts, " ")
+end
+M._command_line = command_line
+
+--- Characters (not bytes) of s, cut to n with an ellipsis.
+local function fit(s, n)
+  local len = utf8.len(s) or #s
+  if len <= n then return s, len end
+  if n <= 0 then return "", 0 end
+  local cut = utf8.len(s) and (utf8.offset(s, n) or #s + 1) - 1 or n - 1
+  return s:sub(1, cut) .. "…", n
+end
+
+local function row_of(rec, now)
+  local t = rec.status == "running" and now - (rec.started_at or now)
+    or (rec.ended_at or now) - (rec.started_at or now)
+  return { rec.id or "?", rec.pid and tostring(rec.pid) or "-", rec.name or "-",
+    rec.status or "?", human(t), tostring(rec.restarts or 0), command_line(rec.cmd) }
+end
+
+--- The table: columns sized to their content, NAME at most 24 wide, the
+--- COMMAND cut to what is left of `width` (nil: no limit).
+local function render(rows, all, width, color)
+  local head = { "ID", "PID", "NAME", "STATUS", all and "DURATION" or "AGE", "RESTARTS", "COMMAND" }
+  local w = {}
+  for c = 1, 6 do
+    w[c] = utf8.len(head[c])
+    for _, r in ipairs(rows) do w[c] = math.max(w[c], utf8.len(r[c]) or #r[c]) end
+  end
+  w[3] = math.min(w[3], 24)
+  local used = 0
+  for c = 1, 6 do used = used + w[c] + 2 end
+  local room = width and math.max(width - used, 8) or math.huge
+  local out = {}
+  local function line(r, is_head)
+    local cells = {}
+    for c = 1, 6 do
+      local s, n = fit(r[c], w[c])
+      local pad = (" "):rep(w[c] - n)
+      if color and c == 4 and not is_head and COLORS[r[4]] then
+        s = "\27[" .. COLORS[r[4]] .. "m" .. s .. "\27[0m"
+      end
+      cells[c] = (c == 2 or c == 5 or c == 6) and pad .. s or s .. pad
+    end
+    cells[7] = fit(r[7], room)
+    local l = table.concat(cells, "  "):gsub("%s+$", "")
+    if color and is_head then l = "\27[1m" .. l .. "\27[0m" end
+    out[#out + 1] = l
+  end
+  line(head, true)
+  for _, r in ipairs(rows) do line(r) end
+  return table.concat(out, "\n") .. "\n"
+end
+M._render = render
+
+local function use_color(is_tty)
+  local nc = os.getenv("NO_COLOR")
+  return is_tty and (nc == nil or nc == "") and os.getenv("TERM") ~= "dumb"
+end
+
+--- procrun ps [--all] [--json] [--dir DIR]
+function commands.ps(args)
+  local opts, pos = parse(args, { ["--all"] = "flag", ["-a"] = "flag", ["--json"] = "flag",
+    ["--dir"] = "value" })
+  if not opts then return fail("ps", pos) end
+  if #pos > 0 then return fail("ps", "unexpected argument '" .. pos[1] .. "'") end
+  local all = opts["--all"] or opts["-a"]
+  local mon, msg = open_monitor(opts)
+  if not mon then return fail("ps", msg) end
+  if opts["--json"] then
+    local recs, texts = mon:_scan(all, true)
+    if not recs then return fail("ps", texts) end
+    local keep = {}
+    for i = 1, #texts do
+      if all or not recs[i] or recs[i].status == "running" then keep[#keep + 1] = texts[i] end
+    end
+    io.stdout:write(#keep == 0 and "[]\n" or "[\n" .. table.concat(keep, ",\n") .. "\n]\n")
+    return 0
+  end
+  local recs, err = (all and mon.history or mon.active)(mon)
+  if not recs then return fail("ps", err) end
+  local now, rows = require("procmon").time(), {}
+  for i, rec in ipairs(recs) do rows[i] = row_of(rec, now) end
+  local is_tty, width = require("procmon.mondir").tty(1)
+  width = tonumber(os.getenv("COLUMNS") or "") or (is_tty and width or nil)
+  io.stdout:write(render(rows, all, width, use_color(is_tty)))
+  return 0
+end
+
+-- }===
+
+-- {=== kill ===}
+
+local ENDING = { TERM = true, KILL = true, INT = true, HUP = true, QUIT = true,
+  [15] = true, [9] = true, [2] = true, [1] = true, [3] = true }
+
+--- "TERM", "SIGTERM", "-TERM", "9", "-9" -> the signal for mondir.kill.
+local function parse_signal(s)
+  if s == nil then return "TERM" end
+  s = s:gsub("^%-", "")
+  if s:match("^%d+$") then return tonumber(s) end
+  return (s:upper():gsub("^SIG", ""))
+end
+
+--- Waits (up to `secs`) for the process of rec to be gone.
+local function gone_within(rec, secs)
+  local pm, md = require "procmon", require "procmon.mondir"
+  local deadline = pm.time() + secs
+  while md.alive(rec.pid, rec.start_time or 0) do
+    if pm.time() > deadline then return false end
+    pm.sleep(0.02)
+  end
+  return true
+end
+
+--- The owner is gone (a detached job): nobody else will record the end.
+local function record_kill(mon, rec, sig)
+  local md = require "procmon.mondir"
+  if rec.owner_pid and md.alive(rec.owner_pid, rec.owner_start_time or 0) then return end
+  if not gone_within(rec, 3) then return end
+  local now = require("procmon").time()
+  rec.status, rec.ended_at, rec.reason = "killed", now, "killed"
+  rec.signal = type(sig) == "string" and sig or nil
+  rec.expires_at = now + mon.ttl_done
+  local monitor = require "procmon.monitor"
+  if mon._d:write("done", rec.id, monitor._encode(rec), "create") then
+    mon._d:remove("running", rec.id)
+    mon._d:remove("running", rec.id, ".stop")
+  end
+end
+
+--- procrun kill ID [SIGNAL] [--dir DIR]: signals the record's process
+--- group after checking pid and start time.
+function commands.kill(args)
+  local opts, pos = parse(args, { ["--dir"] = "value" })
+  if not opts then return fail("kill", pos) end
+  if #pos < 1 or #pos > 2 then return fail("kill", "usage: procrun kill ID [SIGNAL]") end
+  local mon, msg = open_monitor(opts)
+  if not mon then return fail("kill", msg) end
+  local rec, err = find_record(mon, pos[1])
+  if not rec then return fail("kill", err) end
+  if rec.status ~= "running" then
+    return fail("kill", ("%s is not running (%s)"):format(rec.id, rec.status))
+  end
+  local sig = parse_signal(pos[2])
+  local ending = ENDING[sig]
+  if ending then mon._d:write("running", rec.id, "killed", nil, ".stop") end
+  if not rec.pid then
+    if not ending then return fail("kill", rec.id .. " has no process now (waiting to restart)") end
+    io.stdout:write(("stopped %s (it was waiting to restart)\n"):format(rec.id))
+    return 0
+  end
+  local md = require "procmon.mondir"
+  local ok, res, kmsg, code = pcall(md.kill, rec.pid, rec.start_time or 0, rec.pgid or rec.pid, sig)
+  if not ok then return fail("kill", "unknown signal '" .. tostring(pos[2]) .. "'") end
+  if res ~= true then
+    if ending then mon._d:remove("running", rec.id, ".stop") end
+    if code == "ESRCH" then
+      mon:get(rec.id)   -- records it lost if nobody will record its end
+      return fail("kill", ("%s is not running (its process is gone)"):format(rec.id))
+    end
+    return fail("kill", kmsg)
+  end
+  io.stdout:write(("sent %s to %s (pid %d and its group)\n"):format(
+    type(sig) == "number" and tostring(sig) or "SIG" .. sig, rec.id, rec.pid))
+  if ending then record_kill(mon, rec, sig) end
+  return 0
+end
+
+-- }===
+
+-- {=== logs ===}
+
+--- The last `n` lines of the file at path (fewer if it has fewer) and how
+--- many were found.
+local function last_lines(path, n)
+  local f = io.open(path, "rb")
+  if not f then return "", 0 end
+  local size = f:seek("end")
+  local pos, buf, count = size, "", 0
+  while pos > 0 do
+    local step = math.min(65536, pos)
+    pos = pos - step
+    f:seek("set", pos)
+    buf = f:read(step) .. buf
+    local _, nl = buf:gsub("\n", "")
+    if buf:sub(-1) ~= "\n" and #buf > 0 then nl = nl + 1 end
+    if nl > n then break end
+  end
+  f:close()
+  local lines = {}
+  for l in buf:gmatch("[^\n]*\n?") do if l ~= "" then lines[#lines + 1] = l end end
+  count = math.min(n, #lines)
+  return table.concat(lines, "", #lines - count + 1), count
+end
+
+local function print_file(path)
+  local f = io.open(path, "rb")
+  if not f then return end
+  while true do
+    local s = f:read(65536)
+    if not s then break end
+    io.stdout:write(s)
+  end
+  f:close()
+end
+
+--- Follows `path` until the job of `id` is no longer running; the log may
+--- be rotated meanwhile (then the rest of the old file comes first).
+local function follow(mon, id, path)
+  local pm, md = require "procmon", require "procmon.mondir"
+  local f = io.open(path, "rb")
+  local fid = md.file_id(path)
+  if f then f:seek("end") end
+  while true do
+    local chunk = f and f:read("a")
+    if chunk and #chunk > 0 then io.stdout:write(chunk); io.stdout:flush() end
+    local now_id = md.file_id(path)
+    if now_id ~= fid then        -- rotated (or created): drain, then reopen
+      if f then
+        chunk = f:read("a")
+        if chunk and #chunk > 0 then io.stdout:write(chunk) end
+        f:close()
+      end
+      f, fid = io.open(path, "rb"), now_id
+    else
+      local rec = mon:get(id)
+      if not rec or rec.status ~= "running" then
+        chunk = f and f:read("a")
+        if chunk and #chunk > 0 then io.stdout:write(chunk) end
+        return 0
+      end
+      pm.sleep(0.1)
+    end
+  end
+end
+
+--- procrun logs ID [-f] [-n N] [--dir DIR]
+function commands.logs(args)
+  local opts, pos = parse(args, { ["-f"] = "flag", ["--follow"] = "flag", ["-n"] = "value",
+    ["--dir"] = "value" })
+  if not opts then return fail("logs", pos) end
+  if #pos ~= 1 then return fail("logs", "usage: procrun logs ID [-f] [-n N]") end
+  local n = opts["-n"] and tonumber(opts["-n"])
+  if opts["-n"] and (not n or n < 0 or n % 1 ~= 0) then
+    return fail("logs", "-n needs a non-negative whole number")
+  end
+  local mon, msg = open_monitor(opts)
+  if not mon then return fail("logs", msg) end
+  local rec, err = find_record(mon, pos[1])
+  if not rec then return fail("logs", err) end
+  if not rec.log then return fail("logs", rec.id .. " has no log (spawn it with log = true)") end
+  if n then
+    local cur, got = last_lines(rec.log, n)
+    local old = got < n and last_lines(rec.log .. ".1", n - got) or ""
+    io.stdout:write(old, cur)
+  else
+    print_file(rec.log .. ".1")
+    print_file(rec.log)
+  end
+  io.stdout:flush()
+  if opts["-f"] or opts["--follow"] then return follow(mon, rec.id, rec.log) end
+  return 0
+end
+
+-- }===
+
+-- {=== gc ===}
+
 --- procrun gc: removes expired and corrupt cache entries and stale
---- temporary files from the default cache.
+--- temporary files from the default cache, and expired monitor records
+--- with their logs.
 function commands.gc(args)
   if #args > 0 then return fail("gc", "no arguments expected") end
   local pm = require "procmon"
@@ -20,8 +372,15 @@ function commands.gc(args)
   cache:close()
   if not n then return fail("gc", pmsg) end
   io.stdout:write(("removed %d file%s from %s\n"):format(n, n == 1 and "" or "s", cache.dir))
+  local mon, mmsg = open_monitor({})
+  if not mon then return fail("gc", mmsg) end
+  local r, rmsg = mon:purge()
+  if not r then return fail("gc", rmsg) end
+  io.stdout:write(("removed %d record%s from %s\n"):format(r, r == 1 and "" or "s", mon.dir))
   return 0
 end
+
+-- }===
 
 M.commands = commands
 

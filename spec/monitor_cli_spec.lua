@@ -1,0 +1,223 @@
+-- procrun ps / kill / logs / gc: the monitor from the command line.
+local pm = require "procmon"
+local H = require "helpers"
+local json = require "procmon.json"
+local md = require "procmon.mondir"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+--- Runs procrun with args; returns stdout, stderr, exit code.
+local function procrun(args, env)
+  local cmd = { H.procrun }
+  for i, a in ipairs(args) do cmd[i + 1] = a end
+  local r = assert(pm.run(cmd, { timeout = 30, env = env }))
+  return r.stdout, r.stderr, r.code
+end
+
+describe("procrun", function()
+  local base, dir, mon
+
+  before_each(function()
+    base = H.tmpdir()
+    dir = base .. "/mon"
+    mon = assert(pm.monitor { dir = dir })
+  end)
+
+  after_each(function()
+    H.assert_no_live_handles()
+    os.execute("rm -rf " .. q(base))
+  end)
+
+  describe("ps", function()
+    it("lists running records as a table; --all adds finished ones", function()
+      local done = mon:run(H.cmd("exit", "1"), { name = "finished-job" })
+      local p = assert(mon:spawn(H.cmd("sleep", "30"), { name = "sleeper" }))
+      local out, err, code = procrun({ "ps", "--dir", dir })
+      assert.are.equal(0, code, err)
+      local lines = {}
+      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      assert.are.equal(2, #lines)
+      assert.matches("^ID +PID +NAME +STATUS +AGE +RESTARTS +COMMAND$", lines[1])
+      assert.matches("^" .. p.id .. " +" .. p.pid .. " +sleeper +running +%d+s +0 +.*sleep%.lua 30$", lines[2])
+      assert.is_nil(out:find("\27", 1, true))   -- not a terminal: no colour
+      out = procrun({ "ps", "--all", "--dir", dir })
+      assert.matches("DURATION", out)
+      assert.matches(done.id .. " +%d+ +finished%-job +failed", out)
+      p:kill()
+      p:wait()
+    end)
+
+    it("fits the terminal width (COLUMNS) and colours only a terminal", function()
+      local p = assert(mon:spawn(H.cmd("sleep", "30", ("x"):rep(200))))
+      local out = procrun({ "ps", "--dir", dir }, { COLUMNS = "60" })
+      for l in out:gmatch("[^\n]+") do assert.is_true(utf8.len(l) <= 60, l) end
+      assert.matches("…\n", out)
+      -- a terminal: script(1) gives procrun one, if installed
+      if os.execute("command -v script > /dev/null") then
+        local cmd = ("%s ps --dir %s"):format(q(H.procrun), q(dir))
+        local r = pm.run({ "script", "-qec", cmd, "/dev/null" }, { env = { TERM = "xterm" } })
+        assert.matches("\27%[32mrunning", r.stdout)
+        r = pm.run({ "script", "-qec", cmd, "/dev/null" }, { env = { NO_COLOR = "1", TERM = "xterm" } })
+        assert.is_nil(r.stdout:find("\27[", 1, true))
+      end
+      p:kill()
+      p:wait()
+    end)
+
+    it("--json prints the records as one array", function()
+      local a = mon:run(H.cmd("exit", "0"), { name = "a" })
+      local b = assert(mon:spawn(H.cmd("sleep", "30"), { name = "b" }))
+      local out = procrun({ "ps", "--json", "--dir", dir })
+      local list = json.decode(out)
+      assert.are.equal(1, #list)
+      assert.are.same({ b.id, b.pid, "running", "b" }, { list[1].id, list[1].pid, list[1].status, list[1].name })
+      list = json.decode((procrun({ "ps", "--all", "--json", "--dir", dir })))
+      assert.are.same({ b.id, a.id }, { list[1].id, list[2].id })
+      assert.are.equal("completed", list[2].status)
+      b:kill()
+      b:wait()
+      assert.are.equal("[]\n", (procrun({ "ps", "--json", "--dir", dir })))
+    end)
+
+    it("reports vanished records as lost", function()
+      local pid, start, boot = md.self()
+      local rec = { id = "gone1", pid = pid, pgid = pid, start_time = start + 1,
+        owner_pid = 999999, owner_start_time = 1, boot_id = boot, status = "running",
+        started_at = pm.time(), cmd = { "x" }, restarts = 0 }
+      local f = assert(io.open(dir .. "/running/gone1.json", "w"))
+      f:write(require("procmon.monitor")._encode(rec))
+      f:close()
+      assert.are.equal("[]\n", (procrun({ "ps", "--json", "--dir", dir })))
+      local list = json.decode((procrun({ "ps", "--all", "--json", "--dir", dir })))
+      assert.are.same({ "gone1", "lost" }, { list[1].id, list[1].status })
+    end)
+
+    it("rejects unknown options", function()
+      local _, err, code = procrun({ "ps", "--bogus" })
+      assert.are.equal(1, code)
+      assert.matches("unknown option '%-%-bogus'", err)
+    end)
+  end)
+
+  describe("kill", function()
+    it("signals a live record's process group", function()
+      local p = assert(mon:spawn({ "sh", "-c", "sleep 30 & sleep 30; wait" }))
+      local out, err, code = procrun({ "kill", p.id, "--dir", dir })
+      assert.are.equal(0, code, err)
+      assert.matches("sent SIGTERM to " .. p.id, out)
+      p:wait()
+      assert.are.same({}, H.leftovers(p.pid))
+      local rec = mon:get(p.id)
+      assert.are.same({ "killed", "killed" }, { rec.status, rec.reason })
+    end)
+
+    it("takes a signal and a unique id prefix", function()
+      local p = assert(mon:spawn(H.cmd("sleep", "30")))
+      local _, err, code = procrun({ "kill", p.id:sub(1, 5), "KILL", "--dir", dir })
+      assert.are.equal(0, code, err)
+      assert.are.equal("KILL", p:wait().signal)
+    end)
+
+    it("refuses finished and unknown ids, and a reused pid", function()
+      local r = mon:run(H.cmd("exit", "0"))
+      local _, err, code = procrun({ "kill", r.id, "--dir", dir })
+      assert.are.equal(1, code)
+      assert.matches("is not running %(completed%)", err)
+      _, err, code = procrun({ "kill", "zzzzzzz", "--dir", dir })
+      assert.are.equal(1, code)
+      assert.matches("no record 'zzzzzzz'", err)
+      _, err, code = procrun({ "kill", "../etc", "--dir", dir })
+      assert.are.equal(1, code)
+      -- a live pid with another start time: refused, and recorded lost
+      local pid, start, boot = md.self()
+      local rec = { id = "reused", pid = pid, pgid = pid, start_time = start + 7,
+        owner_pid = pid, owner_start_time = start + 7, boot_id = boot, status = "running",
+        started_at = pm.time(), cmd = { "x" }, restarts = 0 }
+      local f = assert(io.open(dir .. "/running/reused.json", "w"))
+      f:write(require("procmon.monitor")._encode(rec))
+      f:close()
+      _, err, code = procrun({ "kill", "reused", "--dir", dir })
+      assert.are.equal(1, code)
+      assert.matches("not running %(lost%)", err)
+      assert.is_true(H.exists(pid))
+    end)
+
+    it("records the end of a detached job whose owner is gone", function()
+      local code = ([[
+        local pm = require "procmon"
+        local mon = assert(pm.monitor { dir = %q })
+        io.write(assert(mon:spawn({ %q, %q, "30" }, { detached = true })).id)
+      ]]):format(dir, H.lua, H.fixture("sleep"))
+      local id = pm.run({ H.lua, "-e", code }).stdout
+      local rec = mon:get(id)
+      finally(function() H.kill_group(rec.pid) end)
+      assert.are.equal("running", rec.status)
+      local out, err, rc = procrun({ "kill", id, "--dir", dir })
+      assert.are.equal(0, rc, err)
+      assert.matches("sent", out)
+      assert.are.same({ "killed", "killed" }, { mon:get(id).status, mon:get(id).reason })
+    end)
+  end)
+
+  describe("logs", function()
+    it("prints the log, or its last lines; both files after a rotation", function()
+      local r = mon:run(H.cmd("chatty", "50", "100"), { log = true, log_max = 1000 })
+      local out, err, code = procrun({ "logs", r.id, "--dir", dir })
+      assert.are.equal(0, code, err)
+      local rec = mon:get(r.id)
+      assert.are.equal(H.read_file(rec.log .. ".1") .. H.read_file(rec.log), out)
+      assert.are.equal(2000, #out)
+      out = procrun({ "logs", r.id, "-n", "3", "--dir", dir })
+      local want = {}
+      for l in H.read_file(rec.log):gmatch("[^\n]*\n") do want[#want + 1] = l end
+      assert.are.equal(table.concat(want, "", #want - 2), out)
+      out = procrun({ "logs", r.id, "-n", "15", "--dir", dir })
+      assert.are.equal(1500, #out)
+      local _, err2, code2 = procrun({ "logs", mon:run(H.cmd("exit", "0")).id, "--dir", dir })
+      assert.are.equal(1, code2)
+      assert.matches("has no log", err2)
+    end)
+
+    it("-f follows the log through rotations until the job ends", function()
+      local p = assert(mon:spawn({ "sh", "-c",
+        "sleep 0.5; i=0; while [ $i -lt 60 ]; do printf '%04d.......\\n' $i; i=$((i+1)); sleep 0.01; done" },
+        { log = true, log_max = 200 }))
+      local out, err, code = procrun({ "logs", "-f", p.id, "--dir", dir })
+      assert.are.equal(0, code, err)
+      assert.is_false(p:running() and mon:get(p.id).status == "running")
+      local want = {}
+      for i = 0, 59 do want[#want + 1] = ("%04d.......\n"):format(i) end
+      assert.are.equal(table.concat(want), out)
+      p:wait()
+    end)
+  end)
+
+  describe("gc", function()
+    it("removes expired records, their logs, and cache entries", function()
+      local env = { PROCMON_STATE_DIR = base }
+      local m = assert(pm.monitor { dir = base .. "/monitor", ttl_done = 0.1 })
+      local r = m:run(H.cmd("echo", "x"), { log = true })
+      local keep = assert(pm.monitor { dir = base .. "/monitor" }):run(H.cmd("exit", "0"))
+      local c = assert(pm.cache.open(base .. "/cache"))
+      c:set("old", 1, 0.1)
+      c:close()
+      pm.sleep(0.2)
+      local out, err, code = procrun({ "gc" }, env)
+      assert.are.equal(0, code, err)
+      assert.matches("removed 1 file", out)
+      assert.matches("removed 1 record from " .. base .. "/monitor", out)
+      assert.is_nil(io.open(base .. "/monitor/done/" .. r.id .. ".json"))
+      assert.is_nil(io.open(base .. "/monitor/logs/" .. r.id .. ".log"))
+      assert.is_not_nil(m:get(keep.id))
+    end)
+  end)
+
+  it("--help lists every subcommand", function()
+    local out, _, code = procrun({ "--help" })
+    assert.are.equal(0, code)
+    for _, sub in ipairs { "ps %[%-%-all%] %[%-%-json%]", "kill ID %[SIGNAL%]",
+      "logs ID %[%-f%] %[%-n N%]", "gc", "%-e CODE", "%-%-version" } do
+      assert.matches(sub, out)
+    end
+  end)
+end)
