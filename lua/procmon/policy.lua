@@ -88,25 +88,28 @@ end
 local Keyed = {}
 Keyed.__index = Keyed
 
---- Waits until none of `recs` has a live process; after `grace` seconds
---- their groups get SIGKILL.
-local function wait_gone(recs, grace)
-  local deadline, killed = pm.clock and pm.clock() or pm.time(), false
-  deadline = deadline + grace
+local function now() return pm.clock and pm.clock() or pm.time() end
+
+--- Waits until none of `recs` runs any more: its process gone and its end
+--- recorded (by its owner, or as lost). After `grace` seconds the groups
+--- still alive get SIGKILL; an owner that does not record the end within
+--- two more seconds is not waited for.
+local function wait_gone(mon, recs, grace)
+  local start, killed = now(), false
   while true do
     local left = 0
     for _, rec in ipairs(recs) do
-      if rec.pid and md.alive(rec.pid, rec.start_time or 0) then
+      local cur = mon:get(rec.id)
+      if cur and cur.status == "running" then
         left = left + 1
-        if killed then md.kill(rec.pid, rec.start_time or 0, rec.pgid or rec.pid, "KILL") end
+        if killed and rec.pid then
+          md.kill(rec.pid, rec.start_time or 0, rec.pgid or rec.pid, "KILL")
+        end
       end
     end
-    if left == 0 then return end
-    if not killed and (pm.clock and pm.clock() or pm.time()) >= deadline then
-      killed = true
-    else
-      pm.sleep(0.02)
-    end
+    local waited = now() - start
+    if left == 0 or waited > grace + 2 then return end
+    if not killed and waited >= grace then killed = true else pm.sleep(0.02) end
   end
 end
 
@@ -121,7 +124,7 @@ function Keyed:_replace(job)
       mon:_stop_record(rec, "replaced by " .. job.id, "TERM")
     end
     lock:unlock()
-    wait_gone(live, self.grace)
+    wait_gone(mon, live, self.grace)
   end
 end
 

@@ -1,0 +1,120 @@
+#!/bin/sh
+# Monitor benchmarks, each figure next to its floor from the same run:
+#   1. `procrun ps --json` and `ps --all --json` over 10,000 records
+#      (9,980 finished, 20 running), against ps_floor (a C loop doing the
+#      same reads and one write, no parsing); goal: under 100 ms.
+#   2. 1,000 concurrently monitored `sleep` children: procrun's peak RSS
+#      (goal: under 64 MiB), next to 1,000 plain pm.spawn children.
+#   3. spawn throughput: N x /bin/true, K at a time, through mon:run
+#      against pm.run (the cost of the record writes, as a ratio).
+#
+#   bench/monitor.sh            (make first)
+#
+# Environment: ROUNDS=5 RECORDS=10000 MANY=1000 SPAWN_N=1000 SPAWN_K=8
+#   PS_RUNS=30 (hyperfine runs per command per round) PROCRUN=build/procrun
+#   PROCMON_STATE_DIR etc. choose the state dir (its filesystem matters).
+# Needs: cc, hyperfine, lua5.4 (+ lua-cjson, for hyperfine's JSON), sleep.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B="$ROOT/bench/monitor"
+OUT="$ROOT/bench/out/monitor"
+ROUNDS=${ROUNDS:-5}
+RECORDS=${RECORDS:-10000}
+MANY=${MANY:-1000}
+SPAWN_N=${SPAWN_N:-1000}
+SPAWN_K=${SPAWN_K:-8}
+PS_RUNS=${PS_RUNS:-30}
+PROCRUN=${PROCRUN:-$ROOT/build/procrun}
+
+[ -x "$PROCRUN" ] || { echo "monitor.sh: $PROCRUN not built (run make)" >&2; exit 1; }
+mkdir -p "$OUT"
+if [ ! -x "$OUT/ps_floor" ] || [ "$B/ps_floor.c" -nt "$OUT/ps_floor" ]; then
+  cc -O2 -o "$OUT/ps_floor" "$B/ps_floor.c"
+fi
+
+STATE=$("$PROCRUN" -e 'print(assert(require("procmon").state_dir()))')
+WORK="$STATE/bench-monitor-$$"
+mkdir -m 700 "$WORK"
+HOLD_PID=
+trap '[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+echo "state dir: $STATE ($(stat -f -c %T "$STATE"))"
+
+REC="$OUT/records.txt"
+: > "$REC"
+
+# The 10,000 records: generated once, with 20 live running ones held by a
+# background procrun for the whole run.
+PSDIR="$WORK/ps"
+"$PROCRUN" "$B/gen_records.lua" "$PSDIR" "$((RECORDS - 20))"
+"$PROCRUN" "$B/hold.lua" "$PSDIR" 20 3600 > "$OUT/hold.out" &
+HOLD_PID=$!
+until grep -q ready "$OUT/hold.out" 2>/dev/null; do sleep 0.1; done
+n_all=$("$PROCRUN" ps --all --json --dir "$PSDIR" | grep -c '"id"')
+n_run=$("$PROCRUN" ps --json --dir "$PSDIR" | grep -c '"id"')
+echo "records: $n_all ($n_run running)"
+
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+  echo "round $r/$ROUNDS" >&2
+  hyperfine -N --warmup 3 --runs "$PS_RUNS" --style none --export-json "$OUT/ps.json" \
+    "$OUT/ps_floor $PSDIR" \
+    "$PROCRUN ps --json --dir $PSDIR" \
+    "$PROCRUN ps --all --json --dir $PSDIR" > /dev/null
+  HF="$OUT/ps.json" lua5.4 -e '
+    local j = require("cjson").decode(io.open(os.getenv("HF")):read("a"))
+    local keys = { "ps.floor", "ps.json", "ps.all_json" }
+    for i, r in ipairs(j.results) do print(keys[i] .. " " .. r.median) end' >> "$REC"
+  echo "rss.plain $("$PROCRUN" "$B/many.lua" "$MANY" plain)" >> "$REC"
+  rm -rf "$WORK/many"
+  echo "rss.monitor $("$PROCRUN" "$B/many.lua" "$MANY" monitor "$WORK/many")" >> "$REC"
+  echo "spawn.plain $("$PROCRUN" "$B/spawn.lua" "$SPAWN_N" "$SPAWN_K" plain)" >> "$REC"
+  rm -rf "$WORK/spawn"
+  echo "spawn.monitor $("$PROCRUN" "$B/spawn.lua" "$SPAWN_N" "$SPAWN_K" monitor "$WORK/spawn")" >> "$REC"
+  r=$((r + 1))
+done
+
+cp "$REC" "$OUT/records-$(date +%Y%m%d-%H%M%S).txt"
+lua5.4 - "$REC" "$RECORDS" "$MANY" <<'LUA'
+local rec = {}
+for line in io.lines(arg[1]) do
+  local key, a, b = line:match("^(%S+) (%S+) ?(%S*)")
+  rec[key] = rec[key] or { a = {}, b = {} }
+  table.insert(rec[key].a, tonumber(a))
+  if b ~= "" then table.insert(rec[key].b, tonumber(b)) end
+end
+local function median(xs)
+  local s = { table.unpack(xs) }
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
+end
+local function ratios(a, b, f)
+  local xs = {}
+  for i = 1, math.min(#a, #b) do xs[#xs + 1] = f(a[i], b[i]) end
+  table.sort(xs)
+  return median(xs), xs[1], xs[#xs]
+end
+local function row(...) print(("%-44s %-14s %-14s %-18s %s"):format(...)) end
+row("benchmark", "median", "floor", "ratio (range)", "goal")
+local fl = rec["ps.floor"].a
+for _, k in ipairs { "ps.json", "ps.all_json" } do
+  local t = rec[k].a
+  local m, lo, hi = ratios(t, fl, function(x, y) return x / y end)
+  local ms = median(t) * 1000
+  row(("procrun %s (%s records)"):format(k == "ps.json" and "ps --json" or "ps --all --json", arg[2]),
+    ("%.1f ms"):format(ms), ("%.1f ms"):format(median(fl) * 1000),
+    ("%.2fx (%.2f-%.2f)"):format(m, lo, hi), ms < 100 and "< 100 ms ok" or "< 100 ms MISS")
+end
+local plain, mon = rec["rss.plain"].a, rec["rss.monitor"].a
+row(("peak RSS, %s monitored sleep children"):format(arg[3]), ("%.1f MiB"):format(median(mon) / 1024),
+  ("%.1f MiB"):format(median(plain) / 1024),
+  ("%.2fx (%.2f-%.2f)"):format(ratios(mon, plain, function(x, y) return x / y end)),
+  median(mon) < 64 * 1024 and "< 64 MiB ok" or "< 64 MiB MISS")
+row(("  start of %s children"):format(arg[3]), ("%.3f s"):format(median(rec["rss.monitor"].b)),
+  ("%.3f s"):format(median(rec["rss.plain"].b)), "", "")
+local sp, sm = rec["spawn.plain"].a, rec["spawn.monitor"].a
+row("spawn throughput, mon:run vs pm.run", ("%.0f/s"):format(median(rec["spawn.monitor"].b)),
+  ("%.0f/s"):format(median(rec["spawn.plain"].b)),
+  ("%.2fx (%.2f-%.2f)"):format(ratios(sp, sm, function(x, y) return x / y end)), "")
+LUA
