@@ -216,7 +216,7 @@ describe("procrun", function()
     local out, _, code = procrun({ "--help" })
     assert.are.equal(0, code)
     for _, sub in ipairs { "ps %[%-%-all%] %[%-%-json%]", "kill ID %[SIGNAL%]",
-      "logs ID %[%-f%] %[%-n N%]", "gc", "%-e CODE", "%-%-version" } do
+      "logs ID %[%-f%] %[%-n N%]", "gc", "help", "%-e CODE", "%-%-version" } do
       assert.matches(sub, out)
     end
   end)

@@ -30,6 +30,7 @@ static const char usage_text[] =
   "       procrun kill ID [SIGNAL]     signal a monitored process's group\n"
   "       procrun logs ID [-f] [-n N]  print (or follow) a monitored log\n"
   "       procrun gc                   remove expired cache entries and records\n"
+  "       procrun help [SUBCOMMAND]    a subcommand's usage\n"
   "       procrun --version | --help\n"
   "The script may require \"procmon\"; the event loop runs after the main\n"
   "chunk until nothing is pending. procrun help SUBCOMMAND; man procrun.\n";
