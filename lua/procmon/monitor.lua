@@ -773,7 +773,7 @@ function M.new(opts)
     _handlers = handlers }, Monitor)
 end
 
-M.Monitor, M.MonitoredProcess = Monitor, Job
+M._Monitor, M._MonitoredProcess = Monitor, Job
 
 -- }===
 
