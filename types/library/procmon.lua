@@ -192,13 +192,6 @@ pm.json = require "procmon.json"
 --- The file cache (also require "procmon.cache").
 pm.cache = require "procmon.cache"
 
---- Persisted process records (also require "procmon.monitor"); callable:
---- pm.monitor{ dir, ttl_done, ... }.
-pm.monitor = require "procmon.monitor"
-
---- Monitor policies: restart, keyed (also require "procmon.policy").
-pm.policy = require "procmon.policy"
-
 --- Parent/child metadata in PROCESS_* variables (also require "procmon.env").
 pm.env = require "procmon.env"
 
