@@ -322,6 +322,26 @@ describe("monitor", function()
     end)
   end)
 
+  describe("an owner that ends with jobs running", function()
+    it("records them killed (owner_exit), and they die with it", function()
+      local code = ([[
+        local pm = require "procmon"
+        local mon = assert(pm.monitor { dir = %q })
+        local p = assert(mon:spawn({ %q, %q, "30" }))
+        io.write(p.id, " ", p.pid)
+        io.stdout:flush()
+        error("boom")
+      ]]):format(dir, H.lua, H.fixture("sleep"))
+      local r = pm.run({ H.lua, "-e", code })
+      assert.are.equal(1, r.code)
+      local id, pid = r.stdout:match("^(%S+) (%d+)$")
+      finally(function() H.kill_group(tonumber(pid)) end)
+      assert.are.same({}, H.leftovers(tonumber(pid)))
+      local rec = mon:get(id)
+      assert.are.same({ "killed", "owner_exit" }, { rec.status, rec.reason })
+    end)
+  end)
+
   describe("events", function()
     it("start, exit, failure, timeout, restart, with the record", function()
       local seen = {}

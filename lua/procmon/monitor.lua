@@ -35,6 +35,7 @@ local FIELDS = { "id", "name", "status", "pid", "pgid", "cmd", "cwd", "started_a
 -- Jobs this Lua state runs, by record id (all monitors): a record owned by
 -- this process whose job is not here any more is lost.
 local tracked = {}
+local owner_exit
 
 -- {=== records ===}
 
@@ -720,6 +721,25 @@ end
 
 -- {=== opening ===}
 
+--- The Lua state closes (procrun's end, after it stopped the children, or
+--- lua_close under lua5.4) while jobs of `mon` run: their end is recorded
+--- as killed (reason "owner_exit") rather than left to be found lost. No
+--- events: handlers cannot run safely at that point.
+function owner_exit(mon)
+  local now = pm.time()
+  for id, job in pairs(tracked) do
+    if job.monitor == mon and not job._done and not job.record.detached then
+      local rec = job.record
+      rec.status, rec.reason, rec.ended_at = "killed", "owner_exit", now
+      rec.expires_at, rec.next_start_at = now + mon.ttl_done, nil
+      pcall(function()
+        if mon._d:write("done", id, encode(rec), "create") then mon._d:remove("running", id) end
+      end)
+      tracked[id] = nil
+    end
+  end
+end
+
 local MON_OPTS = { dir = true, ttl_done = true, stderr_tail = true, log = true,
   log_max = true, policy = true }
 
@@ -767,13 +787,17 @@ function M.new(opts)
   if not d then return nil, msg, code end
   local handlers = {}
   for e in pairs(EVENTS) do handlers[e] = {} end
-  return setmetatable({ dir = dir, _d = d, ttl_done = opts.ttl_done or DEFAULT_TTL_DONE,
+  local mon = setmetatable({ dir = dir, _d = d, ttl_done = opts.ttl_done or DEFAULT_TTL_DONE,
     stderr_tail = opts.stderr_tail or DEFAULT_TAIL, log = opts.log,
     log_max = opts.log_max or DEFAULT_LOG_MAX, policy = opts.policy,
     _handlers = handlers }, Monitor)
+  -- Created after the directory object, so finalized before it (Lua calls
+  -- finalizers in reverse order), at the latest when the state closes.
+  mon._sentinel = setmetatable({}, { __gc = function() owner_exit(mon) end })
+  return mon
 end
 
-M._Monitor, M._MonitoredProcess = Monitor, Job
+M.Monitor, M.MonitoredProcess = Monitor, Job
 
 -- }===
 
