@@ -225,7 +225,9 @@ describe("faults", function()
 
   it("5,000 short children, 8 at a time: no zombie, no descriptor growth", function()
     -- Descriptors opened once and kept (a /dev/null for stdin) open now.
+    -- Files earlier specs dropped are closed by the collector first.
     assert(pm.run({ "sh", "-c", "exit 0" }).ok)
+    collectgarbage()
     collectgarbage()
     local before = fd_count()
     local jobs = {}
@@ -242,7 +244,8 @@ describe("faults", function()
     collectgarbage()
     collectgarbage()
     assert.are.same({}, zombies())
-    assert.are.equal(before, fd_count())
+    local after = fd_count()
+    assert.is_true(after <= before, ("%d descriptors before, %d after"):format(before, after))
     assert.are.equal(0, pm._handles())
   end)
 
