@@ -419,7 +419,7 @@ for i = 1, n do io.write("...[", i, "]=", (select(i, ...)), "\n") end
     it("SIGKILLs a child that ignores TERM once its kill_grace is over", function()
       local p, pgid = start("p:wait()", {
         cmd = [["trap '' TERM; sleep 100; echo never"]],
-        opts = "{ shell = true, kill_grace = 1 }",
+        opts = "{ shell = true, kill_grace = 3 }",
       })
       finally(function() kill_group(pgid) end)
       assert.is_true(H.eventually(function() return #H.group_members(pgid) >= 2 end))
@@ -432,8 +432,10 @@ for i = 1, n do io.write("...[", i, "]=", (select(i, ...)), "\n") end
       local took = pm.time() - t0
       assert.are.equal(143, r.code)
       assert.are.same({}, leftovers(pgid))
-      assert.is_true(took >= 0.8, "procrun exited before the grace: " .. took)
-      assert.is_true(took < 1.9, "kill_grace was not honoured (the default is 2 s): " .. took)
+      -- A lower bound only (a loaded machine is late, never early): 3 s
+      -- passed, so it was the job's kill_grace, not the default 2 s.
+      assert.is_true(took >= 2.8, "kill_grace was not honoured (the default is 2 s): " .. took)
+      assert.is_true(took < 30, "procrun did not end after the grace: " .. took)
     end)
 
     it("adds nothing of its own to the script's stdout on a signal", function()
