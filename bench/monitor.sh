@@ -5,8 +5,11 @@
 #      same reads and one write, no parsing); goal: under 100 ms.
 #   2. 1,000 concurrently monitored `sleep` children: procrun's peak RSS
 #      (goal: under 64 MiB), next to 1,000 plain pm.spawn children.
-#   3. spawn throughput: N x /bin/true, K at a time, through mon:run
-#      against pm.run (the cost of the record writes, as a ratio).
+#   3. spawn throughput: N x /bin/true, K at a time, through mon:run,
+#      against pm.run, alternating in one process (the cost of the record
+#      writes, as a ratio).
+#   1 and 3 run on the state dir's filesystem and again on /dev/shm (tmpfs,
+#   where $XDG_RUNTIME_DIR usually is) when it is one.
 #
 #   bench/monitor.sh            (make first)
 #
@@ -37,7 +40,8 @@ STATE=$("$PROCRUN" -e 'print(assert(require("procmon").state_dir()))')
 WORK="$STATE/bench-monitor-$$"
 mkdir -m 700 "$WORK"
 HOLD_PID=
-trap '[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+SHM=
+trap '[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null; rm -rf "$WORK" ${SHM:+"$SHM"}' EXIT
 echo "state dir: $STATE ($(stat -f -c %T "$STATE"))"
 
 REC="$OUT/records.txt"
@@ -50,6 +54,13 @@ PSDIR="$WORK/ps"
 "$PROCRUN" "$B/hold.lua" "$PSDIR" 20 3600 > "$OUT/hold.out" &
 HOLD_PID=$!
 until grep -q ready "$OUT/hold.out" 2>/dev/null; do sleep 0.1; done
+# The same on tmpfs (where $XDG_RUNTIME_DIR usually is), when /dev/shm is one.
+SHM=
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+  SHM=/dev/shm/procmon-bench-$$
+  mkdir -m 700 "$SHM"
+  cp -a "$PSDIR" "$SHM/ps"
+fi
 n_all=$("$PROCRUN" ps --all --json --dir "$PSDIR" | grep -c '"id"')
 n_run=$("$PROCRUN" ps --json --dir "$PSDIR" | grep -c '"id"')
 echo "records: $n_all ($n_run running)"
@@ -61,6 +72,16 @@ while [ "$r" -le "$ROUNDS" ]; do
     "$OUT/ps_floor $PSDIR" \
     "$PROCRUN ps --json --dir $PSDIR" \
     "$PROCRUN ps --all --json --dir $PSDIR" > /dev/null
+  if [ -n "$SHM" ]; then
+    hyperfine -N --warmup 3 --runs "$PS_RUNS" --style none --export-json "$OUT/ps_shm.json" \
+      "$OUT/ps_floor $SHM/ps" \
+      "$PROCRUN ps --json --dir $SHM/ps" \
+      "$PROCRUN ps --all --json --dir $SHM/ps" > /dev/null
+    HF="$OUT/ps_shm.json" lua5.4 -e '
+      local j = require("cjson").decode(io.open(os.getenv("HF")):read("a"))
+      local keys = { "ps_tmpfs.floor", "ps_tmpfs.json", "ps_tmpfs.all_json" }
+      for i, r in ipairs(j.results) do print(keys[i] .. " " .. r.median) end' >> "$REC"
+  fi
   HF="$OUT/ps.json" lua5.4 -e '
     local j = require("cjson").decode(io.open(os.getenv("HF")):read("a"))
     local keys = { "ps.floor", "ps.json", "ps.all_json" }
@@ -68,9 +89,12 @@ while [ "$r" -le "$ROUNDS" ]; do
   echo "rss.plain $("$PROCRUN" "$B/many.lua" "$MANY" plain)" >> "$REC"
   rm -rf "$WORK/many"
   echo "rss.monitor $("$PROCRUN" "$B/many.lua" "$MANY" monitor "$WORK/many")" >> "$REC"
-  echo "spawn.plain $("$PROCRUN" "$B/spawn.lua" "$SPAWN_N" "$SPAWN_K" plain)" >> "$REC"
   rm -rf "$WORK/spawn"
-  echo "spawn.monitor $("$PROCRUN" "$B/spawn.lua" "$SPAWN_N" "$SPAWN_K" monitor "$WORK/spawn")" >> "$REC"
+  echo "spawn $("$PROCRUN" "$B/spawn.lua" "$SPAWN_N" "$SPAWN_K" "$WORK/spawn")" >> "$REC"
+  if [ -n "$SHM" ]; then
+    rm -rf "$SHM/spawn"
+    echo "spawn_tmpfs $("$PROCRUN" "$B/spawn.lua" "$SPAWN_N" "$SPAWN_K" "$SHM/spawn")" >> "$REC"
+  fi
   r=$((r + 1))
 done
 
@@ -78,10 +102,15 @@ cp "$REC" "$OUT/records-$(date +%Y%m%d-%H%M%S).txt"
 lua5.4 - "$REC" "$RECORDS" "$MANY" <<'LUA'
 local rec = {}
 for line in io.lines(arg[1]) do
-  local key, a, b = line:match("^(%S+) (%S+) ?(%S*)")
-  rec[key] = rec[key] or { a = {}, b = {} }
-  table.insert(rec[key].a, tonumber(a))
-  if b ~= "" then table.insert(rec[key].b, tonumber(b)) end
+  local key, rest = line:match("^(%S+) (.*)$")
+  local r = rec[key] or {}
+  rec[key] = r
+  local i = 0
+  for v in rest:gmatch("%S+") do
+    i = i + 1
+    r[i] = r[i] or {}
+    table.insert(r[i], tonumber(v))
+  end
 end
 local function median(xs)
   local s = { table.unpack(xs) }
@@ -95,26 +124,34 @@ local function ratios(a, b, f)
   table.sort(xs)
   return median(xs), xs[1], xs[#xs]
 end
-local function row(...) print(("%-44s %-14s %-14s %-18s %s"):format(...)) end
+local function row(...) print(("%-46s %-12s %-12s %-18s %s"):format(...)) end
 row("benchmark", "median", "floor", "ratio (range)", "goal")
-local fl = rec["ps.floor"].a
-for _, k in ipairs { "ps.json", "ps.all_json" } do
-  local t = rec[k].a
-  local m, lo, hi = ratios(t, fl, function(x, y) return x / y end)
-  local ms = median(t) * 1000
-  row(("procrun %s (%s records)"):format(k == "ps.json" and "ps --json" or "ps --all --json", arg[2]),
-    ("%.1f ms"):format(ms), ("%.1f ms"):format(median(fl) * 1000),
-    ("%.2fx (%.2f-%.2f)"):format(m, lo, hi), ms < 100 and "< 100 ms ok" or "< 100 ms MISS")
+for _, fs in ipairs { "ps", "ps_tmpfs" } do
+  if rec[fs .. ".floor"] then
+    local fl = rec[fs .. ".floor"][1]
+    for _, k in ipairs { "json", "all_json" } do
+      local t = rec[fs .. "." .. k][1]
+      local ms = median(t) * 1000
+      row(("ps %s, %s records%s"):format(k == "json" and "--json" or "--all --json", arg[2],
+        fs == "ps" and "" or " (tmpfs)"), ("%.1f ms"):format(ms), ("%.1f ms"):format(median(fl) * 1000),
+        ("%.2fx (%.2f-%.2f)"):format(ratios(t, fl, function(x, y) return x / y end)),
+        ms < 100 and "< 100 ms ok" or "< 100 ms MISS")
+    end
+  end
 end
-local plain, mon = rec["rss.plain"].a, rec["rss.monitor"].a
+local plain, mon = rec["rss.plain"][1], rec["rss.monitor"][1]
 row(("peak RSS, %s monitored sleep children"):format(arg[3]), ("%.1f MiB"):format(median(mon) / 1024),
   ("%.1f MiB"):format(median(plain) / 1024),
   ("%.2fx (%.2f-%.2f)"):format(ratios(mon, plain, function(x, y) return x / y end)),
   median(mon) < 64 * 1024 and "< 64 MiB ok" or "< 64 MiB MISS")
-row(("  start of %s children"):format(arg[3]), ("%.3f s"):format(median(rec["rss.monitor"].b)),
-  ("%.3f s"):format(median(rec["rss.plain"].b)), "", "")
-local sp, sm = rec["spawn.plain"].a, rec["spawn.monitor"].a
-row("spawn throughput, mon:run vs pm.run", ("%.0f/s"):format(median(rec["spawn.monitor"].b)),
-  ("%.0f/s"):format(median(rec["spawn.plain"].b)),
-  ("%.2fx (%.2f-%.2f)"):format(ratios(sp, sm, function(x, y) return x / y end)), "")
+row(("  time to start %s children"):format(arg[3]), ("%.2f s"):format(median(rec["rss.monitor"][2])),
+  ("%.2f s"):format(median(rec["rss.plain"][2])), "", "")
+for _, k in ipairs { "spawn", "spawn_tmpfs" } do
+  local r = rec[k]
+  if r then
+    row(("spawn+wait /bin/true, mon:run vs pm.run%s"):format(k == "spawn" and "" or " (tmpfs)"),
+      ("%.0f/s"):format(median(r[4])), ("%.0f/s"):format(median(r[3])),
+      ("%.2fx (%.2f-%.2f)"):format(ratios(r[1], r[2], function(x, y) return x / y end)), "")
+  end
+end
 LUA

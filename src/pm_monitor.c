@@ -26,6 +26,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pm_internal.h"
@@ -87,6 +88,7 @@ static int proc_alive(long pid, ticks_t start) {
 
 static char boot_id[40];
 static ticks_t self_start;
+static pid_t self_pid;     /* whose start time self_start is (forks differ) */
 
 /* This boot's id (/proc/sys/kernel/random/boot_id) and our start time:
 ** start times only mean something within one boot. */
@@ -100,7 +102,9 @@ static void load_self(void) {
     boot_id[n > 0 ? n : 0] = '\0';
     if (boot_id[0] == '\0') strcpy(boot_id, "unknown");
   }
-  if (proc_stat((long)getpid(), &state, &self_start) != 0) self_start = 0;
+  if (self_pid == getpid()) return;
+  self_pid = getpid();
+  if (proc_stat((long)self_pid, &state, &self_start) != 0) self_start = 0;
 }
 
 /* }=== */
@@ -421,9 +425,9 @@ static const char *file_name(lua_State *L, int arg, const char *ext, char *buf) 
   return buf;
 }
 
-/* d:scan(all, now) -> texts, classes. Records newest first; classes[i] is
-** the liveness class of a running record, nil for a finished one. */
-static int dir_scan(lua_State *L) {
+/* Scans the records of d (argument 1; 2: all, 3: now) into a new scan
+** userdata, pushed; or pushes the fail triple and returns NULL. */
+static scan_t *scan_collect(lua_State *L) {
   mondir_t *d = check_dir(L);
   scan_opts_t o = {lua_toboolean(L, 2), luaL_optnumber(L, 3, pm_wall_time()),
                    d->sub[SUB_DONE]};
@@ -432,9 +436,19 @@ static int dir_scan(lua_State *L) {
   luaL_setmetatable(L, PM_SCAN_MT);
   load_self();
   if (scan_dir(s, d->sub[SUB_RUNNING], 1, &o) != 0 ||
-      (o.all && scan_dir(s, d->sub[SUB_DONE], 0, &o) != 0))
-    return pm_fail(L, pm_errno(), "monitor scan");
+      (o.all && scan_dir(s, d->sub[SUB_DONE], 0, &o) != 0)) {
+    pm_fail(L, pm_errno(), "monitor scan");
+    return NULL;
+  }
   if (s->n > 1) qsort(s->ents, s->n, sizeof *s->ents, entry_cmp);
+  return s;
+}
+
+/* d:scan(all, now) -> texts, classes. Records newest first; classes[i] is
+** the liveness class of a running record, nil for a finished one. */
+static int dir_scan(lua_State *L) {
+  scan_t *s = scan_collect(L);
+  if (s == NULL) return 3;
   lua_createtable(L, (int)s->n, 0);
   lua_createtable(L, 0, 0);
   for (size_t i = 0; i < s->n; i++) {
@@ -446,6 +460,30 @@ static int dir_scan(lua_State *L) {
     }
   }
   return 2;
+}
+
+/* d:scan_json(all, now) -> the records as one JSON array (newest first,
+** one per line), or nil when a running record needs Lua (lost, or owned
+** by this process): `procrun ps --json` without a string per record. */
+static int dir_scan_json(lua_State *L) {
+  luaL_Buffer b;
+  scan_t *s = scan_collect(L);
+  size_t total = 4;
+  if (s == NULL) return 3;
+  for (size_t i = 0; i < s->n; i++) {
+    const char *c = s->ents[i].cls;
+    if (c && strcmp(c, "alive") != 0 && strcmp(c, "ending") != 0) return 0;
+    total += s->ents[i].len + 2;
+  }
+  luaL_buffinitsize(L, &b, total);
+  luaL_addstring(&b, s->n ? "[\n" : "[");
+  for (size_t i = 0; i < s->n; i++) {
+    if (i > 0) luaL_addstring(&b, ",\n");
+    luaL_addlstring(&b, s->arena + s->ents[i].off, s->ents[i].len);
+  }
+  luaL_addstring(&b, s->n ? "\n]\n" : "]\n");
+  luaL_pushresult(&b);
+  return 1;
 }
 
 /* d:read(where, id [, ext]) -> text [, class] | nil (missing) | fail. The
@@ -785,11 +823,38 @@ static int m_self(lua_State *L) {
   return 3;
 }
 
-/* mondir.start_time(pid) -> start time (a zombie's too) | nil. */
+/* Now in the unit of /proc/<pid>/stat's start time: the kernel divides
+** the boot-time clock (CLOCK_BOOTTIME, in ns) by 1e9 / USER_HZ. */
+static ticks_t boot_ticks(void) {
+  struct timespec ts;
+  long hz = sysconf(_SC_CLK_TCK);
+  if (hz <= 0 || 1000000000L % hz != 0 || clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+    return 0;
+  return (ticks_t)ts.tv_sec * (ticks_t)hz + (ticks_t)ts.tv_nsec / (ticks_t)(1000000000L / hz);
+}
+
+/* mondir.ticks() -> now, in start-time ticks (0 if unknown). */
+static int m_ticks(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)boot_ticks());
+  return 1;
+}
+
+/*
+** mondir.start_time(pid [, before]) -> start time (a zombie's too) | nil.
+** 'before' is mondir.ticks() read just before the child was forked: when
+** the clock still shows that tick, the child started in it, exactly. This
+** spares reading /proc of a child in the middle of its exec, which waits
+** for the exec (a millisecond on a busy machine, per monitored spawn).
+*/
 static int m_start_time(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1), before = luaL_optinteger(L, 2, 0);
   char state;
   ticks_t t;
-  if (proc_stat((long)luaL_checkinteger(L, 1), &state, &t) != 0) return 0;
+  if (before > 0 && boot_ticks() == (ticks_t)before) {
+    lua_pushinteger(L, before);
+    return 1;
+  }
+  if (proc_stat((long)pid, &state, &t) != 0) return 0;
   lua_pushinteger(L, (lua_Integer)t);
   return 1;
 }
@@ -877,7 +942,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *m) {
 
 int pm_open_mondir(lua_State *L) {
   static const luaL_Reg dir_m[] = {
-    {"scan", dir_scan}, {"read", dir_read}, {"write", dir_write},
+    {"scan", dir_scan}, {"scan_json", dir_scan_json}, {"read", dir_read}, {"write", dir_write},
     {"remove", dir_remove}, {"exists", dir_exists}, {"ids", dir_ids},
     {"purge", dir_purge}, {"lock", dir_lock}, {"close", dir_close},
     {"__gc", dir_close}, {"__close", dir_close}, {NULL, NULL}
@@ -892,7 +957,7 @@ int pm_open_mondir(lua_State *L) {
   static const luaL_Reg scan_m[] = {{"__gc", scan_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"open", dir_open}, {"log_open", log_open}, {"self", m_self},
-    {"start_time", m_start_time}, {"alive", m_alive}, {"kill", m_kill},
+    {"start_time", m_start_time}, {"ticks", m_ticks}, {"alive", m_alive}, {"kill", m_kill},
     {"new_id", m_new_id}, {"cwd", m_cwd}, {"tty", m_tty}, {"file_id", m_file_id},
     {NULL, NULL}
   };

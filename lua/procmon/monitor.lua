@@ -40,15 +40,25 @@ local owner_exit
 -- {=== records ===}
 
 --- Encodes a record as one line of JSON, fields in a fixed order.
+local KEYS = {}
+for i, k in ipairs(FIELDS) do KEYS[i] = (i == 1 and '{"' or ',"') .. k .. '":' end
+
+local json_encode, math_type, tostring_ = json.encode, math.type, tostring
+
+--- Encodes a record as one line of JSON, fields in a fixed order (nil is
+--- null; integers and booleans need no codec call: a spawn writes two).
 local function encode(rec)
   local parts = {}
   for i = 1, #FIELDS do
-    local k = FIELDS[i]
-    local v = rec[k]
-    if v == nil then v = null end
-    parts[i] = '"' .. k .. '":' .. json.encode(v)
+    local v = rec[FIELDS[i]]
+    local s
+    if v == nil or v == null then s = "null"
+    elseif v == true or v == false or math_type(v) == "integer" then s = tostring_(v)
+    else s = json_encode(v) end
+    parts[2 * i - 1], parts[2 * i] = KEYS[i], s
   end
-  return "{" .. table.concat(parts, ",") .. "}\n"
+  parts[#parts + 1] = "}\n"
+  return table.concat(parts)
 end
 M._encode = encode
 
@@ -355,12 +365,14 @@ end
 
 --- Starts one run; fills the record's process fields.
 function Job:_start_run(level)
-  local p, err, code = spawn_checked(self.cmd, self:_spawn_opts(), level + 1)
+  local opts = self:_spawn_opts()
+  local before = md.ticks()
+  local p, err, code = spawn_checked(self.cmd, opts, level + 1)
   if not p then return nil, err, code end
   local rec = self.record
   self.process, self.pid = p, p.pid
   rec.pid, rec.pgid = p.pid, p.pid
-  rec.start_time = md.start_time(p.pid) or 0
+  rec.start_time = md.start_time(p.pid, before) or 0
   rec.status, rec.next_start_at = "running", nil
   self._run_started = pm.time()
   return p
@@ -387,6 +399,7 @@ end
 function Job:_exited(r)
   local d = self.monitor._d
   local marker = d:read("running", self.id, ".stop")
+  if marker then self._stop_seen = true end
   if marker and not self._stopping then self._stopping = marker end
   local status = status_of(r, self._stopping)
   self.last_status, self.last_result = status, r
@@ -418,6 +431,7 @@ end
 function Job:_restart(delay, last)
   local d = self.monitor._d
   local marker = d:read("running", self.id, ".stop")
+  if marker then self._stop_seen = true end
   if marker or self._stopping then
     self._stopping = self._stopping or marker
     return self:_finish(last, "killed")
@@ -450,7 +464,7 @@ function Job:_finish(r, status)
   local ok, msg = mon._d:write("done", self.id, encode(rec))
   if ok then
     mon._d:remove("running", self.id)
-    mon._d:remove("running", self.id, ".stop")
+    if self._stop_seen then mon._d:remove("running", self.id, ".stop") end
   end
   tracked[self.id] = nil
   if self._log then self._log:close() end
@@ -595,7 +609,8 @@ end
 local function fresh_id(d)
   for _ = 1, 100 do
     local id = md.new_id()
-    if not d:exists("running", id) and not d:exists("done", id) then return id end
+    -- running/ is checked by the exclusive create of the start record
+    if not d:exists("done", id) then return id end
   end
   error("monitor: cannot find a free record id")
 end
@@ -668,6 +683,20 @@ local function release_all(releases)
   for i = #releases, 1, -1 do releases[i]() end
 end
 
+--- Writes the start record under a new name (the id is taken again in the
+--- very unlikely case that another process took it meanwhile).
+function Monitor:_create_record(job)
+  for _ = 1, 10 do
+    tracked[job.id] = job
+    local ok, msg, code = self._d:write("running", job.id, encode(job.record), "create")
+    if ok ~= false then return ok, msg, code end
+    tracked[job.id] = nil
+    job.id = fresh_id(self._d)
+    job.record.id = job.id
+  end
+  return nil, "monitor: cannot find a free record id", "EEXIST"
+end
+
 function Monitor:_spawn(cmd, opts, level)
   local o, mopts = split_opts(self, opts, level + 1)
   local job = setmetatable({ monitor = self, cmd = cmd, name = o.name, restarts = 0,
@@ -681,8 +710,7 @@ function Monitor:_spawn(cmd, opts, level)
   local started = table.pack(pcall(job._start_run, job, level + 2))
   if started[1] and started[2] then
     job.record.started_at = job._run_started
-    tracked[job.id] = job
-    ok, msg, code = self._d:write("running", job.id, encode(job.record), "create")
+    ok, msg, code = self:_create_record(job)
   end
   release_all(releases)
   if not started[1] then error(started[2], 0) end
