@@ -207,7 +207,7 @@ describe("pm.session.tracker", function()
   local FULL = "3f2a9c1e-7b4d-4e21-9a0f-5c6d7e8f9a10"
 
   it("tracks a session: started_at kept, TTL refreshed, fields from the payload", function()
-    local t = assert(pm.session.tracker{ ttl = 600, dir = dir })
+    local t = assert(pm.session.tracker{ ttl = 600, dir = dir, refresh = 0 })
     local data = assert(parse(fixture("statusline/full-v2.1.240.json")))
     local a = assert(t:track(data))
     assert.are.equal(FULL, a.session_id)
@@ -224,6 +224,31 @@ describe("pm.session.tracker", function()
     assert.is_true(b.updated_at > a.updated_at)
     assert.is_true(entry(FULL).expires_at > exp1, "the TTL was not refreshed")
     assert.are.same(b, t:get(FULL))
+  end)
+
+  it("writes an unchanged record again only after `refresh` seconds", function()
+    local t = assert(pm.session.tracker{ ttl = 600, dir = dir, refresh = 0.3 })
+    local data = assert(parse(fixture("statusline/later-render-v2.1.226.json")))
+    local id = data.session_id
+    local a = assert(t:track(data))
+    local file = H.read_file(dir .. "/procmon:session:" .. id .. ".json")
+    pm.sleep(0.01)
+    local b = assert(t:track(data))
+    assert.is_true(b.updated_at > a.updated_at)
+    assert.are.equal(a.started_at, b.started_at)
+    assert.are.equal(file, H.read_file(dir .. "/procmon:session:" .. id .. ".json"), "rewritten")
+    -- A change is written at once...
+    data.context_window.used_percentage = 40
+    assert.are.equal(40, assert(t:track(data)).context_usage)
+    assert.are.equal(40, t:get(id).context_usage)
+    -- ...and an unchanged record once `refresh` has passed, with a new TTL.
+    local exp = entry(id).expires_at
+    pm.sleep(0.35)
+    assert(t:track(data))
+    assert.is_true(entry(id).expires_at > exp + 0.3)
+    assert.are.equal(0.3, t.refresh)
+    assert.are.equal(10, assert(pm.session.tracker{ ttl = 600, dir = dir }).refresh)
+    assert.are.equal(60, assert(pm.session.tracker{ ttl = 86400, dir = dir }).refresh)
   end)
 
   it("is seen by a later process", function()
@@ -304,6 +329,8 @@ describe("pm.session.tracker", function()
   it("raises on misuse", function()
     assert.has_error(function() pm.session.tracker{ ttl = 0 } end,
       "bad argument #1 to 'tracker' (option 'ttl': positive number of seconds expected)")
+    assert.has_error(function() pm.session.tracker{ refresh = -1 } end,
+      "bad argument #1 to 'tracker' (option 'refresh': non-negative number of seconds expected)")
     assert.has_error(function() pm.session.tracker{ nope = 1 } end,
       "bad argument #1 to 'tracker' (unknown option 'nope')")
     local t = assert(pm.session.tracker{ dir = dir })

@@ -226,6 +226,7 @@ end
 
 ---@class procmon.SessionTracker
 ---@field ttl number
+---@field refresh number
 ---@field cache procmon.Cache
 local Tracker = {}
 Tracker.__index = Tracker
@@ -253,8 +254,10 @@ local function merge(old, d, now)
     session_id = d.session_id,
     started_at = old and num(old.started_at) or now,
     updated_at = now,
-    agents = old and obj(old.agents) or {},
+    agents = {},
   }
+  -- A copy: the old record must stay as read (track compares the two).
+  for id, a in pairs(old and obj(old.agents) or {}) do rec.agents[id] = a end
   for _, k in ipairs(remembered) do
     local v = d[k]
     if v == nil and old then v = old[k] end
@@ -270,6 +273,19 @@ local function merge(old, d, now)
   if old and old.ended_at ~= nil and d.event ~= "SessionStart" then rec.ended_at = old.ended_at end
   return rec
 end
+
+-- Whether two records differ only in updated_at.
+local function same_value(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do
+    if k ~= "updated_at" and not same_value(v, b[k]) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil and k ~= "updated_at" then return false end
+  end
+  return true
+end
+local same_record = same_value
 
 local function apply_event(rec, d, now)
   local ev, agent = d.event, d.agent_id
@@ -289,9 +305,13 @@ end
 --- session's record: { session_id, started_at (kept from the first track),
 --- updated_at, model_id, model_name, agent_name, session_name, cwd,
 --- project_dir, context_usage, context_window_size, agents = { [agent_id]
---- = { agent_type, started_at } }, ended_at? }. The record's TTL starts
---- again at each track. SubagentStart / SubagentStop add and remove
---- agents; SessionEnd marks the session ended. nil, err for a payload
+--- = { agent_type, started_at } }, ended_at? }. Each write starts the
+--- record's TTL again. SubagentStart / SubagentStop add and remove
+--- agents; SessionEnd marks the session ended. The record is written when
+--- it changed, or when its last write is `refresh` seconds old (a statusline
+--- renders several times a second: most renders then cost one read);
+--- each write starts the TTL again. The returned record's updated_at is
+--- always now. nil, err for a payload
 --- without a usable session_id; fail on a cache failure.
 ---@param data table
 ---@return table|nil record, string|nil err, string|nil code
@@ -303,11 +323,21 @@ function Tracker:track(data)
   local d = M.info(data)
   if not d.session_id then return nil, "track: no usable session_id" end
   local now = pm.time()
-  local rec, msg, code = self.cache:update(self._prefix .. "session:" .. d.session_id, function(old)
+  local key = self._prefix .. "session:" .. d.session_id
+  local function next_rec(old)
     local r = merge(obj(old), d, now)
     apply_event(r, d, now)
     return r
-  end, self.ttl)
+  end
+  -- The common case (a statusline rendering again): nothing changed and
+  -- the record was written less than `refresh` seconds ago. Then no write,
+  -- no lock: one read.
+  local old = obj((self.cache:get(key)))
+  if old and now - (num(old.updated_at) or 0) < self.refresh then
+    local r = next_rec(old)
+    if same_record(old, r) then return r end
+  end
+  local rec, msg, code = self.cache:update(key, next_rec, self.ttl)
   if not rec then return nil, msg, code end
   if d.agent_id and (d.event == "SubagentStart" or d.event == "SubagentStop") then
     local v = d.event == "SubagentStart" and d.session_id or nil
@@ -355,15 +385,17 @@ function Tracker:list()
   return out
 end
 
-local tracker_options = { ttl = true, cache = true, dir = true, prefix = true }
+local tracker_options = { ttl = true, cache = true, dir = true, prefix = true, refresh = true }
 
 --- A session tracker stored through procmon.cache, so a later invocation
 --- (another process) sees what this one tracked. Options: ttl (seconds a
 --- session is kept after its last track, default 3600), cache (an open
 --- procmon.Cache) or dir (a cache directory; default: the default cache),
---- prefix (of the cache keys, default "procmon:"). Fail when the cache
+--- prefix (of the cache keys, default "procmon:"), refresh (seconds after
+--- which an unchanged record is written again to restart its TTL; default
+--- ttl / 60, at most 60; 0: at every track). Fail when the cache
 --- cannot be opened.
----@param opts? {ttl?: number, cache?: procmon.Cache, dir?: string, prefix?: string}
+---@param opts? {ttl?: number, cache?: procmon.Cache, dir?: string, prefix?: string, refresh?: number}
 ---@return procmon.SessionTracker|nil tracker, string|nil err, string|nil code
 function M.tracker(opts)
   opts = opts or {}
@@ -379,6 +411,10 @@ function M.tracker(opts)
   if type(ttl) ~= "number" or not (ttl > 0 and ttl < math.huge) then
     error("bad argument #1 to 'tracker' (option 'ttl': positive number of seconds expected)", 2)
   end
+  local refresh = opts.refresh or math.min(ttl / 60, 60)
+  if type(refresh) ~= "number" or not (refresh >= 0 and refresh < math.huge) then
+    error("bad argument #1 to 'tracker' (option 'refresh': non-negative number of seconds expected)", 2)
+  end
   local prefix = opts.prefix or "procmon:"
   if type(prefix) ~= "string" then
     error("bad argument #1 to 'tracker' (option 'prefix': string expected)", 2)
@@ -388,7 +424,7 @@ function M.tracker(opts)
     cache, msg, code = pm.cache.open(opts.dir)
     if not cache then return nil, msg, code end
   end
-  return setmetatable({ ttl = ttl, cache = cache, _prefix = prefix }, Tracker)
+  return setmetatable({ ttl = ttl, refresh = refresh, cache = cache, _prefix = prefix }, Tracker)
 end
 
 return M

@@ -377,21 +377,33 @@ end
 
 local function last_key(id) return "procmon:statusline:" .. id end
 
+-- The stored last good line: { line = "...", at = epoch seconds }.
+local function stored(cache, id)
+  local v = cache:get(last_key(id))
+  if type(v) == "table" and type(v.line) == "string" and v.line ~= "" then return v end
+  return nil
+end
+
 -- The last good line of session `id`, or the fallback.
 local function last_good(opts, id)
   local cache = id and open_cache(opts)
-  local line = cache and cache:get(last_key(id))
-  if type(line) == "string" and line ~= "" then return line end
-  return opts.fallback or M.fallback
+  local v = cache and stored(cache, id)
+  return v and v.line or opts.fallback or M.fallback
 end
 
--- Keeps `line` as the session's last good line (written only when it
--- changed: a statusline runs several times a second).
+--- Seconds during which a changed line is not written again: a statusline
+--- runs several times a second, and a line showing a clock changes each
+--- time; the fallback may be this much older than the last render.
+M.keep_every = 5
+
+-- Keeps `line` as the session's last good line: written when it changed
+-- and the stored one is more than keep_every seconds old.
 local function remember(opts, id, line)
   local cache = open_cache(opts)
   if not cache then return end
-  local key = last_key(id)
-  if cache:get(key) ~= line then cache:set(key, line, opts.keep or 86400) end
+  local v, now = stored(cache, id), pm.time()
+  if v and (v.line == line or now - (tonumber(v.at) or 0) < M.keep_every) then return end
+  cache:set(last_key(id), { line = line, at = now }, opts.keep or 86400)
 end
 
 --- Runs a statusline: reads the payload (as session.read), calls
