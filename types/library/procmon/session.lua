@@ -55,9 +55,11 @@
 ---@field cache? procmon.Cache
 ---@field dir? string a cache directory (default: the default cache)
 ---@field prefix? string of the cache keys (default "procmon:")
+---@field refresh? number seconds after which an unchanged record is written again (default ttl / 60, at most 60)
 
 ---@class procmon.SessionTracker
 ---@field ttl number
+---@field refresh number
 ---@field cache procmon.Cache
 local Tracker = {}
 

@@ -25,6 +25,11 @@ statusline.codes = {}
 ---@type string
 statusline.fallback = "[statusline unavailable]"
 
+--- Seconds during which a changed line is not stored again as the last
+--- good line (5): the fallback may lag the last render by this much.
+---@type number
+statusline.keep_every = 5
+
 --- Turns colours on or off (NO_COLOR still wins).
 ---@param on boolean
 function statusline.set_color(on) end
