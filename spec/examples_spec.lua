@@ -501,6 +501,101 @@ describe("Claude Code examples", function()
     end)
   end)
 
+  describe("supervise.lua", function()
+    it("restarts a flaky command until it succeeds", function()
+      local counter = state .. "/n"
+      local flaky = ("n=$(cat %s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %s; echo try $n; [ $n -ge 3 ]")
+        :format(counter, counter)
+      local r = cc("supervise", nil, { "--backoff", "0.05", "--", flaky })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.matches("try 1\n.-restart 1 of 5 after 0%.05s.-try 2\n.-restart 2 of 5 after 0%.10s.-try 3\n", r.stdout)
+      assert.matches("ended: exit 0, completed after 2 restarts\n$", r.stdout)
+    end)
+
+    it("gives up after --max restarts with the command's exit code", function()
+      local r = cc("supervise", nil, { "--max", "2", "--backoff", "0.01", "sh", "-c", "echo no >&2; exit 3" })
+      assert.are.equal(3, r.code)
+      assert.matches("ended: exit 3, failed after 2 restarts\n$", r.stdout)
+      assert.are.equal("no\nno\nno\n", r.stderr)
+    end)
+
+    it("rejects bad arguments", function()
+      for _, args in ipairs({ {}, { "--max", "x", "true" }, { "--bogus", "true" } }) do
+        local r = cc("supervise", nil, args)
+        assert.are.equal(2, r.code)
+        assert.matches("^usage: supervise%.lua", r.stderr)
+      end
+    end)
+  end)
+
+  describe("build-plugin.lua", function()
+    local function hook(event_payload, env)
+      env = env or {}
+      env.CLAUDE_PROJECT_DIR = state
+      return cc("build-plugin", event_payload, nil, env)
+    end
+
+    local function records()
+      local mon = assert(pm.monitor{ dir = state .. "/monitor" })
+      return mon:history()
+    end
+
+    it("builds in the background after an edit; Stop blocks on a failed build", function()
+      local env = { BUILD_CMD = "echo compiling; sleep 0.3; echo 'error: x.c:3: bad' >&2; exit 2" }
+      local r = hook(payload("hooks/PostToolUse-write.json"), env)
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", r.stdout)
+      assert.is_true(r.duration < 5)
+      local stop = hook(payload("hooks/Stop-background-tasks.json"))
+      assert.are.equal(0, stop.code, stop.stderr)
+      local out = assert(json.decode(stop.stdout), stop.stdout)
+      assert.are.equal("block", out.decision)
+      assert.matches("The build failed: build [^ ]+ %(failed, exit 2%)", out.reason)
+      assert.matches("error: x.c:3: bad", out.reason, 1, true)
+      -- Claude Code says it already blocked once: let it stop.
+      local again = hook(payload("hooks/Stop-hook-active.json"))
+      assert.are.equal(0, again.code)
+      assert.are.equal("", again.stdout)
+      local recs = records()
+      assert.are.equal(1, #recs)
+      assert.are.equal("build:" .. state, recs[1].key)
+      assert.are.equal(2, recs[1].exit_code)
+      assert.matches("compiling\n", H.read_file(recs[1].log))
+    end)
+
+    it("a newer edit replaces a running build; SessionStart lists it; Stop waits for it", function()
+      local env = { BUILD_CMD = "sleep 30" }
+      assert.are.equal(0, hook(payload("hooks/PostToolUse-write.json"), env).code)
+      assert.is_true(H.eventually(function() return #records() == 1 and records()[1].status == "running" end, 10))
+      local first = records()[1].id
+      -- The second build runs until the spec creates the file "go".
+      env.BUILD_CMD = ("while [ ! -e %s/go ]; do sleep 0.05; done; echo ok"):format(state)
+      assert.are.equal(0, hook(payload("hooks/PostToolUse-write.json"), env).code)
+      assert.is_true(H.eventually(function()
+        local old = assert(pm.monitor{ dir = state .. "/monitor" }):get(first)
+        return old and old.status == "killed" and old.reason == "replaced"
+      end, 10))
+      assert.is_true(H.eventually(function() return records()[1].id ~= first and records()[1].status == "running" end, 10))
+      local s = hook(payload("hooks/SessionStart-startup.json"))
+      assert.are.equal(0, s.code, s.stderr)
+      local ctx = assert(json.decode(s.stdout)).hookSpecificOutput.additionalContext
+      assert.matches("^procrun: 1 monitored process is running:\n%- %w+ build [^\n]+ %(pid %d+, running for %d+s%)$", ctx)
+      local st = cc("build-plugin", nil, { "status" })
+      assert.matches("^%w+%s+running%s+%d+%s+%d+s%s+build ", st.stdout)
+      assert.are.equal(1, #assert(json.decode(cc("build-plugin", nil, { "status", "--json" }).stdout)))
+      -- Stop waits for the running build, which passes: no output.
+      local p = assert(pm.spawn({ H.lua, EXAMPLES .. "build-plugin.lua" }, { input = payload("hooks/Stop-background-tasks.json"),
+        env = { PROCMON_STATE_DIR = state, CLAUDE_PROJECT_DIR = state }, timeout = 30 }))
+      pm.sleep(0.3)
+      assert.is_true(p:running(), "Stop did not wait for the build")
+      assert(io.open(state .. "/go", "w")):close()
+      local stop = p:wait()
+      assert.are.equal(0, stop.code, stop.stderr)
+      assert.are.equal("", stop.stdout)
+      assert.are.equal("completed", records()[1].status)
+    end)
+  end)
+
   describe("claude-plugin", function()
     local PLUGIN = EXAMPLES .. "claude-plugin/"
     local EVENTS = { SessionStart = true, PreToolUse = true, SubagentStart = true, SubagentStop = true,
