@@ -6,8 +6,8 @@ DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjso
                libuv1-dev lua-busted groff-base zsh
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps install-missing test test-asan demo install uninstall bench clean deb \
-        check-packaging
+.PHONY: all deps install-missing test test-asan test-release test-valgrind demo install \
+        uninstall bench clean deb check-packaging
 
 all: $(BUILD)/procrun
 
@@ -44,6 +44,30 @@ test-asan: deps
 	cmake -S . -B build-asan -DPM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-asan -j2
 	PM_BUILD_DIR=build-asan spec/run build-asan/procrun
+
+# CI's build: Release (-O3, NDEBUG) with warnings as errors (PM_WERROR),
+# and the suite (as `make test`) on it.
+RELEASE_BUILD = build-release
+test-release: deps
+	cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release -DPM_WERROR=ON
+	@$(MAKE) --no-print-directory test BUILD=$(RELEASE_BUILD)
+
+# Specs run with the busted process under valgrind's memcheck (children
+# unwrapped): any memory error or definitely-lost block fails. valgrind has
+# no pidfd_open, so these also cover the SIGCHLD fallback.
+VALGRIND_SPECS = spec/process_spec.lua spec/capture_spec.lua spec/cache_spec.lua \
+                 spec/session_spec.lua spec/gc_spec.lua spec/task_spec.lua spec/errors_spec.lua \
+                 spec/memcheck_spec.lua
+VALGRIND = valgrind -q --child-silent-after-fork=yes --leak-check=full \
+           --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+           --log-file=$(BUILD)/valgrind/%p.log
+test-valgrind: deps all
+	@$(MAKE) --no-print-directory install-missing PACKAGES=valgrind
+	rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	PM_WRAP="$(VALGRIND)" spec/run $(BUILD)/procrun $(VALGRIND_SPECS)
+	@if grep -h '^==[0-9]*==' $(BUILD)/valgrind/*.log; then \
+	  echo "valgrind: errors above (logs in $(BUILD)/valgrind)"; exit 1; \
+	else echo "valgrind: no errors, nothing definitely lost"; fi
 
 demo: deps all
 	$(BUILD)/procrun scripts/examples/parallel.lua
@@ -94,4 +118,4 @@ check-packaging: deb
 	PM_CHECK_PACKAGING=1 spec/run lua5.4 spec/packaging_spec.lua
 
 clean:
-	rm -rf $(BUILD) build-asan $(DEB_BUILD) build.luarocks
+	rm -rf $(BUILD) build-asan $(RELEASE_BUILD) $(DEB_BUILD) build.luarocks

@@ -249,6 +249,14 @@ describe("faults", function()
     assert.are.equal(0, pm._handles())
   end)
 
+  for _, pidfd in ipairs({ "", "PROCMON_NO_PIDFD=1 " }) do
+    it("a loop busy for 1 s while a child exits loses none of its output"
+      .. (pidfd == "" and "" or " (SIGCHLD path)"), function()
+      local out = sh(("%s%s%s %s"):format(env_prefix(), pidfd, q(H.lua), q(H.fixture("busy_reap"))))
+      assert.are.equal('"hello\\\n" exit\n', out)
+    end)
+  end
+
   it("kill -9 of writers inside locked updates: no deadlock, nothing corrupt, no update lost", function()
     local dir = H.tmpdir()
     local log = dir .. "-log"

@@ -219,12 +219,24 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+/* os.exit(code, true): Lua's own would lua_close the state and leave the
+** allocator's pool to the exit (a leak valgrind reports); procmon_close
+** frees both. The code is read as loslib reads it. */
+static int exit_closing(lua_State *L) {
+  int status = lua_isboolean(L, 1)
+                   ? (lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE)
+                   : (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  procmon_close(L);
+  exit(status);
+}
+
 /* os.exit: the children are stopped before the state may close, so that
 ** a signal during the close can end procrun at once. */
 static int os_exit_stopping(lua_State *L) {
   phase = PHASE_STOP;
   procmon_kill_children(L);
   phase = PHASE_CLOSE;
+  if (lua_toboolean(L, 2)) return exit_closing(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, 0);

@@ -10,6 +10,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -126,6 +127,7 @@ static void idle_cb(uv_timer_t *t) {
 }
 
 void pm_proc_output_activity(pm_proc_t *p) {
+  p->output_reads++;
   if (p->idle_timeout > 0 && !p->exited) uv_timer_again(&p->idle_timer);
 }
 
@@ -262,9 +264,38 @@ void pm_proc_stream_done(pm_proc_t *p) {
   if (p->exited && !p->settled && p->io[1].done && p->io[2].done) proc_settle(p);
 }
 
+/* Has an output pipe still being read bytes or its EOF waiting for us? */
+static int output_waiting(pm_proc_t *p) {
+  struct pollfd fds[2];
+  nfds_t n = 0;
+  for (int i = 1; i <= 2; i++) {
+    uv_os_fd_t fd;
+    if (p->io[i].open && !p->io[i].done &&
+        uv_fileno((uv_handle_t *)&p->io[i].pipe, &fd) == 0) {
+      fds[n].fd = fd;
+      fds[n++].events = POLLIN;
+    }
+  }
+  return n > 0 && poll(fds, n, 0) > 0;
+}
+
+/*
+** The grace is for a grandchild that holds a pipe open, not for a busy
+** loop: the exit may be reaped (SIGCHLD) late in an iteration, after the
+** poll that would have read the child's last output, and slow callbacks
+** after it make the timer due before the next poll. So while output is
+** waiting that the loop has not read since the exit, the grace starts
+** over: libuv polls between two timer runs, and a grandchild that keeps
+** writing still ends the wait at the next expiry.
+*/
 static void pipe_grace_cb(uv_timer_t *t) {
   pm_proc_t *p = (pm_proc_t *)t->data;
-  if (!p->settled) proc_settle(p);
+  if (p->settled) return;
+  if (p->output_reads == p->grace_reads && output_waiting(p)) {
+    uv_timer_start(&p->grace_timer, pipe_grace_cb, PM_PIPE_GRACE_MS, 0);
+    return;
+  }
+  proc_settle(p);
 }
 
 /* {=== exit watch: a pidfd in the loop, or SIGCHLD where there is none ===} */
@@ -369,10 +400,12 @@ static void proc_exited(pm_proc_t *p, int status) {
   ** kill_signal; they get SIGKILL when the grace is over, or when the
   ** loop ends first (teardown), as it need not wait for them. */
   if (uv_is_active((uv_handle_t *)&p->kill_timer)) uv_unref((uv_handle_t *)&p->kill_timer);
-  if (p->io[1].done && p->io[2].done)
+  if (p->io[1].done && p->io[2].done) {
     proc_settle(p);
-  else
+  } else {
+    p->grace_reads = p->output_reads;
     uv_timer_start(&p->grace_timer, pipe_grace_cb, PM_PIPE_GRACE_MS, 0);
+  }
 }
 
 

@@ -62,6 +62,7 @@ struct pm_proc {
   int truncated;
   double started_at, ended_at;
   uint64_t kill_deadline; /* loop time (ms) of the SIGKILL */
+  unsigned long output_reads, grace_reads; /* reads so far; at the exit */
 };
 
 /* pm_stdio.c */
