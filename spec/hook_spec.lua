@@ -52,6 +52,12 @@ describe("pm.hook.output", function()
     assert.matches("…$", r)
   end)
 
+  it("replaces invalid UTF-8 in strings (the answer must be valid JSON text)", function()
+    local out = pm.hook.output{ event = "PreToolUse", decision = "deny", reason = "rm /home/dev/caf\xC3\x28 x\xFF" }
+    assert.are.equal("rm /home/dev/caf\u{FFFD}( x\u{FFFD}", out.hookSpecificOutput.permissionDecisionReason)
+    assert.are.equal("ok é", pm.hook.output{ event = "Stop", decision = "block", reason = "ok é" }.reason)
+  end)
+
   it("raises on what the event does not take", function()
     local cases = {
       { { event = "PreToolUse", decision = "block" }, "decision 'block' is not one PreToolUse accepts" },

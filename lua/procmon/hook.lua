@@ -72,8 +72,24 @@ local fields = {
 
 local function misuse(msg) error(msg, 0) end
 
+-- Invalid UTF-8 (a file name's bytes, say) replaced by U+FFFD: Claude
+-- Code parses the answer as JSON, which must be UTF-8.
+local function valid_utf8(s)
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then out[#out + 1] = s:sub(i); break end
+    out[#out + 1] = s:sub(i, bad - 1) .. "\u{FFFD}"
+    i = bad + 1
+    while i <= #s and s:byte(i) & 0xC0 == 0x80 do i = i + 1 end
+  end
+  return table.concat(out)
+end
+
 -- Claude Code's cap, cut on a UTF-8 character boundary.
 local function cap(s)
+  s = valid_utf8(s)
   if #s <= M.max_string then return s end
   local cut = M.max_string - 3
   while cut > 0 and (s:byte(cut + 1) or 0) & 0xC0 == 0x80 do cut = cut - 1 end
