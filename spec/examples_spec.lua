@@ -367,8 +367,12 @@ describe("Claude Code examples", function()
       assert.is_truthy(utf8.len(u.stdout), u.stdout)
       assert.matches("^Sonnet \u{FFFD}\u{FFFD} 4%.6 │", u.stdout)
       -- A 10 MB payload and a stdin that stays open.
+      -- 10 MB: the line, or (if the pipe is slower than the 1 s deadline, as
+      -- under ASan on a busy machine) the fallback; a line and exit 0 either way.
       local big = edited("statusline/minimal.json", { transcript_path = ("p"):rep(10 * 1000 * 1000) })
-      assert.matches("^Opus │", cc("statusline", big).stdout)
+      local b = cc("statusline", big)
+      assert.are.equal(0, b.code)
+      assert.matches("^Opus │[^\n]+\n$", (b.stdout:gsub("^%[statusline unavailable%]", "Opus │ fallback")))
       local p = assert(pm.spawn({ H.lua, EXAMPLES .. "statusline.lua" },
         { stdin = "pipe", env = { PROCMON_STATE_DIR = state, NO_COLOR = "1" }, timeout = 30 }))
       assert(p:write(payload("statusline/minimal.json")))

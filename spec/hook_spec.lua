@@ -136,7 +136,8 @@ describe("hook scripts", function()
       assert.matches("^cc_hook.lua: stdin: ", r.stderr, 1, false)
     end
     local big = '{"session_id":"s","hook_event_name":"PreToolUse","x":"' .. ("y"):rep(17 * 1024 * 1024) .. '"}'
-    local r = hook(big, "run-allow")
+    -- A long deadline: 17 MB through a pipe is slow under ASan on a busy machine.
+    local r = hook(big, "run-allow", nil, { env = { CC_TIMEOUT = "30" } })
     assert.are.equal(1, r.code)
     assert.matches("input larger than 16777216 bytes", r.stderr)
   end)
