@@ -142,6 +142,19 @@ describe("cache", function()
       assert.are.same({ "keep.json" }, ls(dir))
     end)
 
+    it("nested 128 deep are kept (what set takes, get returns); 129 raise",
+      function()
+        local v = {}
+        for _ = 2, 128 do v = { v } end
+        assert(c:set("deep", v))
+        assert.are.same(v, c:get("deep"))
+        assert.are.equal(0, c:purge())
+        assert.are.same({ "deep" }, c:keys())
+        assert.error_matches(function() c:set("deep", { v }) end,
+          "bad argument #2 to 'set' %(cannot encode a value nested more than 128 deep")
+        assert.are.same(v, c:get("deep"))
+      end)
+
     it("nil deletes", function()
       assert(c:set("k", 1))
       assert.is_true(c:set("k", nil))
@@ -317,6 +330,49 @@ describe("cache", function()
       assert.are.equal(n + 1, c:purge())  -- the fifo too
       assert.are.same({ "README", "adir.json", "good.json" }, ls(dir))
       assert.are.equal(1, c:get("good"))
+    end)
+
+    it("over 64 MiB are misses, never read whole, and purged", function()
+      -- A sparse terabyte and a gigabyte of zeros would exhaust memory.
+      assert(os.execute("truncate -s 1T " .. q(dir .. "/tera.json")))
+      assert(os.execute("truncate -s 1G " .. q(dir .. "/giga.json")))
+      -- A valid record padded with spaces to the bound, and one byte more.
+      local function padded(key, size)
+        local rec = ('{"key":"%s","value":"ok"}'):format(key)
+        write_file(dir .. "/" .. key .. ".json", rec .. (" "):rep(size - #rec))
+      end
+      padded("at", 64 * 2 ^ 20)
+      padded("over", 64 * 2 ^ 20 + 1)
+      for _, key in ipairs { "tera", "giga", "over" } do
+        local v, msg = c:get(key)
+        assert.is_nil(v)
+        assert.is_nil(msg)
+        assert.is_false(c:has(key))
+      end
+      assert.are.equal("ok", c:get("at"))
+      assert.are.same({ "at" }, c:keys())
+      assert.are.equal(3, c:purge())
+      assert.are.same({ "at.json" }, ls(dir))
+    end)
+
+    it("over 64 MiB are refused by set with EFBIG, writing nothing", function()
+      assert(c:set("k", "old"))
+      local ok, msg, code = c:set("k", ("x"):rep(64 * 2 ^ 20))
+      assert.is_nil(ok)
+      assert.are.equal("EFBIG", code)
+      assert.matches("cache set 'k.json' %(67108%d%d%d bytes, limit 64 MiB%): EFBIG", msg)
+      assert.are.equal("old", c:get("k"))
+      assert.are.same({ "k.json" }, ls(dir))
+    end)
+
+    it("over 64 MiB are cleaned by procrun gc", function()
+      local state = dir .. "/state"
+      assert(os.execute(("mkdir -m 700 %s %s/cache"):format(q(state), q(state))))
+      assert(os.execute("truncate -s 1T " .. q(state .. "/cache/tera.json")))
+      local out, code = sh(("PROCMON_STATE_DIR=%s %s gc"):format(q(state), q(H.procrun)))
+      assert.are.equal(0, code, out)
+      assert.matches("removed 1 file from", out)
+      assert.are.same({}, ls(state .. "/cache"))
     end)
 
     it("are overwritten by set", function()

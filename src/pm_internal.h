@@ -99,6 +99,8 @@ int pm_open_loop(lua_State *L);
 /* {=== cache store and state directory (pm_store.c, pm_sys.c) ===} */
 int pm_open_store(lua_State *L);
 int pm_open_sys(lua_State *L);
+/* Writes the 64 hex digits of SHA-256(data) and a NUL to 'out'. */
+void pm_sha256_hex(const char *data, size_t len, char *out);
 
 /* {=== stdin with a deadline (pm_input.c) ===} */
 int pm_open_input(lua_State *L);

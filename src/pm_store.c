@@ -1,6 +1,8 @@
 /*
 ** Cache store: one JSON file per key in a private directory, the C half of
 ** procmon.cache (lua/procmon/cache.lua adds update/remember and the checks).
+** The records are written and read with the project's JSON codec
+** (src/pm_json.c).
 **
 ** - File names: a key made only of safe bytes keeps a readable name, other
 **   bytes are %XX-escaped; a key whose name would pass NAME_ENC_MAX bytes is
@@ -9,20 +11,15 @@
 ** - Writes: a ".tmp-<pid>-<n>" file (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) in
 **   the same directory, write, optional fsync, rename over the entry: a
 **   reader sees the old entry or the new one, never a part.
-** - Reads: O_NOFOLLOW|O_NONBLOCK, fstat must say a regular file; anything
-**   else (symlink, fifo, junk, wrong shape) reads as a miss.
+** - Reads: O_NOFOLLOW|O_NONBLOCK, fstat must say a regular file of at most
+**   PM_ENTRY_MAX bytes; anything else (symlink, fifo, huge, junk, wrong
+**   shape) reads as a miss.
 ** - Locks for update: flock on ".lock-<name>", unlinked by the holder before
 **   it lets go; a waiter that wakes on an unlinked lock file retries.
-** - JSON: a small codec of our own, because Debian's lua-cjson 2.1.0 keeps
-**   14 significant digits and decodes every number as a float (3 -> 3.0,
-**   2^53 -> 9.007199254741e+15). Here integers stay integers (64 bits) and
-**   floats round-trip exactly.
 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <locale.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,17 +28,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pm_internal.h"
+#include "pm_json.h"
 
 #define PM_STORE_MT "procmon.Store"
 #define PM_LOCK_MT "procmon.StoreLock"
 #define PM_DIRBOX_MT "procmon.DirBox"
-#define PM_ARRAY_MT_KEY "procmon.array_mt"
 
 #define NAME_BUF 256        /* any file name in the directory fits */
 #define NAME_ENC_MAX 195    /* longest escaped key before ".json" */
-#define JSON_MAX_DEPTH 128  /* nesting limit of values, both ways */
 #define READ_STACK 8192     /* entries this small are read on the C stack */
+#define ENTRY_MAX (64 << 20) /* bigger entry files are misses, never read */
 #define STALE_AGE 3600      /* a temp file this old is stale, pid or not */
 
 typedef struct store {
@@ -54,66 +50,6 @@ typedef struct lock {
   store_t *store;           /* kept alive by the lock's user value */
   char name[NAME_BUF + 8];  /* ".lock-<entry name>" */
 } lock_t;
-
-/* {=== SHA-256 (FIPS 180-4), for the names of long keys ===} */
-
-static const uint32_t sha_k[64] = {
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-  0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-  0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-  0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-  0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
-};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void sha_block(uint32_t h[8], const unsigned char *p) {
-  uint32_t w[64], v[8], t1, t2;
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (int i = 16; i < 64; i++)
-    w[i] = w[i - 16] + w[i - 7] +
-           (ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3)) +
-           (ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10));
-  memcpy(v, h, sizeof v);
-  for (int i = 0; i < 64; i++) {
-    t1 = v[7] + (ROR(v[4], 6) ^ ROR(v[4], 11) ^ ROR(v[4], 25)) +
-         ((v[4] & v[5]) ^ (~v[4] & v[6])) + sha_k[i] + w[i];
-    t2 = (ROR(v[0], 2) ^ ROR(v[0], 13) ^ ROR(v[0], 22)) +
-         ((v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]));
-    memmove(v + 1, v, 7 * sizeof v[0]);
-    v[4] += t1;
-    v[0] = t1 + t2;
-  }
-  for (int i = 0; i < 8; i++) h[i] += v[i];
-}
-
-/* Writes the 64 hex digits of SHA-256(data) to 'out'. */
-static void sha256_hex(const char *data, size_t len, char *out) {
-  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  unsigned char tail[128] = {0};
-  size_t full = len / 64 * 64, rest = len - full, n = rest < 56 ? 64 : 128;
-  uint64_t bits = (uint64_t)len * 8;
-  for (size_t i = 0; i < full; i += 64)
-    sha_block(h, (const unsigned char *)data + i);
-  memcpy(tail, data + full, rest);
-  tail[rest] = 0x80;
-  for (int i = 0; i < 8; i++) tail[n - 1 - i] = (unsigned char)(bits >> 8 * i);
-  for (size_t i = 0; i < n; i += 64) sha_block(h, tail + i);
-  for (int i = 0; i < 64; i++)
-    out[i] = "0123456789abcdef"[h[i / 8] >> (28 - 4 * (i % 8)) & 15];
-  out[64] = '\0';
-}
-
-/* }=== */
 
 /* {=== file names ===} */
 
@@ -143,7 +79,7 @@ static void key_to_name(const char *key, size_t len, char *out) {
   }
   if (i < len) {
     out[0] = '~';
-    sha256_hex(key, len, out + 1);
+    pm_sha256_hex(key, len, out + 1);
     n = 65;
   }
   memcpy(out + n, ".json", 6);
@@ -189,608 +125,44 @@ static int name_to_key(lua_State *L, const char *name, size_t len) {
 
 /* }=== */
 
-/* {=== JSON encoder ===} */
-
-/*
-** The output grows in a userdata at a fixed stack slot, so a raise (out of
-** memory) leaks nothing. Encoding errors are returned, not raised, so that
-** the Lua side can report them at the caller's line.
-*/
-typedef struct enc {
-  lua_State *L;
-  char *p;
-  size_t len, cap;
-  int slot;                    /* stack index of the buffer userdata */
-  int depth;
-  int anc[JSON_MAX_DEPTH];     /* stack indices of the enclosing tables */
-  char path[96];               /* where the value being encoded sits */
-  size_t plen;
-  char err[192];
-} enc_t;
-
-/* The registry key of the output buffer kept for the next encoding. */
-static const char enc_keep_key = 'e';
-
-/* Starts with the kept buffer when it has room: no allocation per set. */
-static void enc_init(lua_State *L, enc_t *e, size_t cap) {
-  e->L = L;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &enc_keep_key) == LUA_TUSERDATA &&
-      lua_rawlen(L, -1) >= cap) {
-    cap = lua_rawlen(L, -1);
-    e->p = lua_touserdata(L, -1);
-  } else {
-    lua_pop(L, 1);
-    e->p = lua_newuserdatauv(L, cap, 0);
-  }
-  e->len = 0;
-  e->cap = cap;
-  e->slot = lua_gettop(L);
-  e->depth = 0;
-  e->plen = 0;
-  e->path[0] = '\0';
-}
-
-/* Keeps the buffer (if not huge) for the next encoding. */
-static void enc_keep(enc_t *e) {
-  if (e->cap > 65536) return;
-  lua_pushvalue(e->L, e->slot);
-  lua_rawsetp(e->L, LUA_REGISTRYINDEX, &enc_keep_key);
-}
-
-static char *enc_reserve(enc_t *e, size_t n) {
-  if (e->cap - e->len < n) {
-    size_t cap = e->cap * 2;
-    char *p;
-    while (cap - e->len < n) cap *= 2;
-    p = lua_newuserdatauv(e->L, cap, 0);
-    memcpy(p, e->p, e->len);
-    lua_replace(e->L, e->slot);
-    e->p = p;
-    e->cap = cap;
-  }
-  return e->p + e->len;
-}
-
-static void enc_add(enc_t *e, const char *s, size_t n) {
-  memcpy(enc_reserve(e, n), s, n);
-  e->len += n;
-}
-
-#define enc_lit(e, s) enc_add((e), "" s, sizeof(s) - 1)
-
-static int enc_fail(enc_t *e, const char *what) {
-  if (e->plen)
-    snprintf(e->err, sizeof e->err, "%s (at value%s)", what, e->path);
-  else
-    snprintf(e->err, sizeof e->err, "%s", what);
-  return -1;
-}
-
-/* Appends a path step ("[3]", ".name"); the caller restores e->plen. */
-static void enc_step(enc_t *e, const char *fmt, const void *arg, size_t n) {
-  char step[40];
-  if (n == 0)
-    snprintf(step, sizeof step, fmt, *(const lua_Integer *)arg);
-  else
-    snprintf(step, sizeof step, fmt, (int)(n > 24 ? 24 : n), (const char *)arg);
-  if (e->plen + strlen(step) < sizeof e->path) {
-    strcpy(e->path + e->plen, step);
-    e->plen += strlen(step);
-  }
-}
-
-static void enc_unstep(enc_t *e, size_t mark) {
-  e->plen = mark;
-  e->path[mark] = '\0';
-}
-
-/* Writes m / 10^k in decimal ("-0.025" for -25, 3); returns the length. */
-static size_t fmt_fixed(char *buf, long long m, int k) {
-  char digits[24];
-  size_t n = 0, len = 0;
-  unsigned long long u = m < 0 ? 0ULL - (unsigned long long)m
-                                : (unsigned long long)m;
-  do digits[len++] = (char)('0' + u % 10); while ((u /= 10) > 0);
-  while (len <= (size_t)k) digits[len++] = '0';
-  if (m < 0) buf[n++] = '-';
-  while (len > 0) {
-    buf[n++] = digits[--len];
-    if (len == (size_t)k && k > 0) buf[n++] = '.';
-  }
-  buf[n] = '\0';
-  return n;
-}
-
-/*
-** The fast path of fmt_double, without printf: a value with at most 6
-** decimals (times, money, most configuration), checked by reading it back.
-** Returns 0 when it does not apply.
-*/
-static size_t fmt_short(char *buf, double d) {
-  double scale = 1;
-  if (d == 0) return 0;  /* -0.0 keeps its sign on the slow path */
-  for (int k = 0; k <= 6; k++, scale *= 10) {
-    double m = d * scale;
-    if (m > -1e15 && m < 1e15 && m == (double)(long long)m) {
-      size_t n = fmt_fixed(buf, (long long)m, k);
-      return strtod(buf, NULL) == d ? n : 0;
-    }
-  }
-  return 0;
-}
-
-/*
-** The shortest of %.15g, %.16g, %.17g that reads back as the same double,
-** with '.' whatever the locale, and ".0" added to an integral value so that
-** it stays a float when read back.
-*/
-static size_t fmt_double(char *buf, double d, int keep_float) {
-  char point;
-  size_t n = fmt_short(buf, d);
-  if (n > 0) {
-    if (keep_float && strchr(buf, '.') == NULL) {
-      memcpy(buf + n, ".0", 3);
-      n += 2;
-    }
-    return n;
-  }
-  point = localeconv()->decimal_point[0];
-  for (int prec = 15; prec <= 17; prec++) {
-    n = (size_t)snprintf(buf, 40, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d) break;
-  }
-  for (size_t i = 0; i < n; i++)
-    if (buf[i] == point) buf[i] = '.';
-  if (keep_float && strpbrk(buf, ".en") == NULL) {
-    memcpy(buf + n, ".0", 3);
-    n += 2;
-  }
-  return n;
-}
-
-static int enc_number(enc_t *e, int idx) {
-  char buf[48];
-  size_t n;
-  if (lua_isinteger(e->L, idx)) {
-    n = (size_t)snprintf(buf, sizeof buf, LUA_INTEGER_FMT,
-                         (LUAI_UACINT)lua_tointeger(e->L, idx));
-  } else {
-    double d = (double)lua_tonumber(e->L, idx);
-    if (!isfinite(d)) return enc_fail(e, "cannot encode NaN or infinity");
-    n = fmt_double(buf, d, 1);
-  }
-  enc_add(e, buf, n);
-  return 0;
-}
-
-static void enc_string(enc_t *e, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  size_t run = 0;
-  enc_lit(e, "\"");
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char esc[6] = {'\\', 0, '0', '0', hex[c >> 4], hex[c & 15]};
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    enc_add(e, s + run, i - run);
-    run = i + 1;
-    esc[1] = c == '"' || c == '\\' ? (char)c : c == '\n' ? 'n' : c == '\t' ? 't'
-           : c == '\r' ? 'r' : c == '\b' ? 'b' : c == '\f' ? 'f' : 'u';
-    enc_add(e, esc, esc[1] == 'u' ? 6 : 2);
-  }
-  enc_add(e, s + run, n - run);
-  enc_lit(e, "\"");
-}
-
-static int enc_value(enc_t *e, int idx);
-
-/* Length n of a sequence t[1..n] without holes, or -1 for anything else. */
-static lua_Integer seq_length(lua_State *L, int t) {
-  lua_Integer count = 0, max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    lua_Integer k;
-    lua_pop(L, 1);
-    if (!lua_isinteger(L, -1) || (k = lua_tointeger(L, -1)) < 1) {
-      lua_pop(L, 1);
-      return -1;
-    }
-    count++;
-    if (k > max) max = k;
-  }
-  return count == max ? count : -1;
-}
-
-static int has_array_mt(lua_State *L, int t) {
-  int yes;
-  if (!lua_getmetatable(L, t)) return 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, PM_ARRAY_MT_KEY);
-  yes = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return yes;
-}
-
-static int enc_array(enc_t *e, int t, lua_Integer n) {
-  size_t mark = e->plen;
-  enc_lit(e, "[");
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (i > 1) enc_lit(e, ",");
-    lua_rawgeti(e->L, t, i);
-    enc_step(e, "[" LUA_INTEGER_FMT "]", &i, 0);
-    if (enc_value(e, lua_gettop(e->L))) return -1;
-    lua_pop(e->L, 1);
-    enc_unstep(e, mark);
-  }
-  enc_lit(e, "]");
-  return 0;
-}
-
-/* An object key: a string, or a number written as a string. */
-static int enc_key(enc_t *e, int k) {
-  char buf[48];
-  size_t n;
-  const char *s;
-  if (lua_type(e->L, k) == LUA_TSTRING) {
-    s = lua_tolstring(e->L, k, &n);
-    enc_step(e, ".%.*s", s, n ? n : 1);
-    enc_string(e, s, n);
-    return 0;
-  }
-  if (lua_type(e->L, k) != LUA_TNUMBER) {
-    snprintf(buf, sizeof buf, "cannot encode a table key of type %s",
-             luaL_typename(e->L, k));
-    return enc_fail(e, buf);
-  }
-  if (lua_isinteger(e->L, k))
-    n = (size_t)snprintf(buf, sizeof buf, LUA_INTEGER_FMT,
-                         (LUAI_UACINT)lua_tointeger(e->L, k));
-  else
-    n = fmt_double(buf, (double)lua_tonumber(e->L, k), 0);
-  enc_step(e, "[%.*s]", buf, n);
-  enc_string(e, buf, n);
-  return 0;
-}
-
-static int enc_object(enc_t *e, int t) {
-  size_t mark = e->plen;
-  int first = 1;
-  enc_lit(e, "{");
-  lua_pushnil(e->L);
-  while (lua_next(e->L, t)) {
-    if (!first) enc_lit(e, ",");
-    first = 0;
-    if (enc_key(e, lua_gettop(e->L) - 1)) return -1;
-    enc_lit(e, ":");
-    if (enc_value(e, lua_gettop(e->L))) return -1;
-    lua_pop(e->L, 1);
-    enc_unstep(e, mark);
-  }
-  enc_lit(e, "}");
-  return 0;
-}
-
-/*
-** A sequence is an array, anything else an object; an empty table is {}
-** unless it has array_mt. A table met again inside itself is a cycle.
-*/
-static int enc_table(enc_t *e, int t) {
-  lua_Integer n;
-  int r;
-  if (e->depth >= JSON_MAX_DEPTH)
-    return enc_fail(e, "cannot encode a value nested this deep");
-  for (int i = 0; i < e->depth; i++)
-    if (lua_rawequal(e->L, e->anc[i], t))
-      return enc_fail(e, "cannot encode a table that contains itself");
-  if (!lua_checkstack(e->L, 8))
-    return enc_fail(e, "cannot encode: out of stack");
-  e->anc[e->depth++] = t;
-  n = seq_length(e->L, t);
-  if (n > 0 || (n == 0 && has_array_mt(e->L, t)))
-    r = enc_array(e, t, n);
-  else
-    r = enc_object(e, t);
-  e->depth--;
-  return r;
-}
-
-/* Encodes the value at stack index 'idx' (left in place). */
-static int enc_value(enc_t *e, int idx) {
-  char buf[64];
-  size_t n;
-  const char *s;
-  switch (lua_type(e->L, idx)) {
-    case LUA_TNIL: enc_lit(e, "null"); return 0;
-    case LUA_TBOOLEAN:
-      if (lua_toboolean(e->L, idx)) enc_lit(e, "true");
-      else enc_lit(e, "false");
-      return 0;
-    case LUA_TNUMBER: return enc_number(e, idx);
-    case LUA_TSTRING:
-      s = lua_tolstring(e->L, idx, &n);
-      enc_string(e, s, n);
-      return 0;
-    case LUA_TTABLE: return enc_table(e, idx);
-    case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(e->L, idx) == NULL) {  /* cjson.null */
-        enc_lit(e, "null");
-        return 0;
-      }
-      /* FALLTHROUGH */
-    default:
-      snprintf(buf, sizeof buf, "cannot encode a %s value",
-               luaL_typename(e->L, idx));
-      return enc_fail(e, buf);
-  }
-}
+/* {=== records ===} */
 
 /*
 ** Encodes {"key":..,"expires_at":..,"value":..}\n for the value at 'v'.
 ** 'expires' < 0 means no expiry. Leaves the buffer on the stack; returns 0,
 ** or -1 with the message in e->err.
 */
-static int enc_record(enc_t *e, const char *key, size_t klen, double expires,
+static int enc_record(pm_jenc_t *e, const char *key, size_t klen, double expires,
                       int v) {
   char buf[64];
-  enc_init(e->L, e, 512 + klen);
-  enc_lit(e, "{\"key\":");
-  enc_string(e, key, klen);
+  pm_jenc_init(e->L, e, 512 + klen);
+  pm_jenc_lit(e, "{\"key\":");
+  pm_jenc_string(e, key, klen);
   if (expires < 0) {
-    enc_lit(e, ",\"expires_at\":null,\"value\":");
+    pm_jenc_lit(e, ",\"expires_at\":null,\"value\":");
   } else {  /* milliseconds are precise enough for a TTL */
-    enc_lit(e, ",\"expires_at\":");
+    pm_jenc_lit(e, ",\"expires_at\":");
     if (expires < 1e12)
-      enc_add(e, buf, fmt_fixed(buf, (long long)(expires * 1000 + 0.5), 3));
+      pm_jenc_add(e, buf, pm_json_fixed(buf, (long long)(expires * 1000 + 0.5), 3));
     else  /* a ttl of ages */
-      enc_add(e, buf, fmt_double(buf, expires, 0));
-    enc_lit(e, ",\"value\":");
+      pm_jenc_add(e, buf, pm_json_double(buf, expires, 0));
+    pm_jenc_lit(e, ",\"value\":");
   }
-  if (enc_value(e, v)) return -1;
-  enc_lit(e, "}\n");
+  if (pm_jenc_value(e, v)) return -1;
+  pm_jenc_lit(e, "}\n");
   return 0;
 }
-
-/* }=== */
-
-/* {=== JSON decoder ===} */
 
 /*
-** Strict RFC 8259, returning -1 (the stack then restored by the caller)
-** on anything else. Numbers go through lua_stringtonumber, so integers stay
-** integers; null is the light userdata NULL, which is cjson.null; an empty
-** array gets array_mt so that it is written back as [].
+** Pushes the record in s[0..n), which must be one JSON value and nothing
+** else; or returns -1, pushing nothing. The value inside the record is one
+** level deeper than the record: what set could encode, get can decode.
 */
-typedef struct dec {
-  lua_State *L;
-  const char *p, *end;
-  int depth;
-} dec_t;
-
-static int dec_value(dec_t *d);
-
-static void dec_ws(dec_t *d) {
-  while (d->p < d->end &&
-         (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
-    d->p++;
-}
-
-static int dec_literal(dec_t *d, const char *lit, size_t n) {
-  if ((size_t)(d->end - d->p) < n || memcmp(d->p, lit, n) != 0) return -1;
-  d->p += n;
-  return 0;
-}
-
-static int dec_digits(dec_t *d) {
-  const char *start = d->p;
-  while (d->p < d->end && *d->p >= '0' && *d->p <= '9') d->p++;
-  return d->p > start ? 0 : -1;
-}
-
-static int dec_number(dec_t *d) {
-  const char *start = d->p;
-  char buf[64];
-  size_t n;
-  if (d->p < d->end && *d->p == '-') d->p++;
-  if (d->p < d->end && *d->p == '0') d->p++;
-  else if (dec_digits(d)) return -1;
-  if (d->p < d->end && *d->p == '.' && (d->p++, dec_digits(d))) return -1;
-  if (d->p < d->end && (*d->p == 'e' || *d->p == 'E')) {
-    d->p++;
-    if (d->p < d->end && (*d->p == '+' || *d->p == '-')) d->p++;
-    if (dec_digits(d)) return -1;
-  }
-  n = (size_t)(d->p - start);
-  if (n < sizeof buf) {
-    memcpy(buf, start, n);
-    buf[n] = '\0';
-    return lua_stringtonumber(d->L, buf) ? 0 : -1;
-  }
-  lua_pushlstring(d->L, start, n);  /* a long numeral: rare, still valid */
-  n = lua_stringtonumber(d->L, lua_tostring(d->L, -1));
-  lua_remove(d->L, n ? -2 : -1);
-  return n ? 0 : -1;
-}
-
-static int dec_hex4(const char *p, unsigned *cp) {
-  *cp = 0;
-  for (int i = 0; i < 4; i++) {
-    int v = hex_value(p[i] >= 'a' ? (char)(p[i] - 32) : p[i]);
-    if (v < 0) return -1;
-    *cp = *cp * 16 + (unsigned)v;
-  }
-  return 0;
-}
-
-static size_t utf8_put(char *o, unsigned cp) {
-  if (cp < 0x80) return (size_t)(o[0] = (char)cp, 1);
-  if (cp < 0x800) {
-    o[0] = (char)(0xc0 | cp >> 6);
-    o[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    o[0] = (char)(0xe0 | cp >> 12);
-    o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-    o[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  o[0] = (char)(0xf0 | cp >> 18);
-  o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-  o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-  o[3] = (char)(0x80 | (cp & 0x3f));
-  return 4;
-}
-
-/* A \uXXXX escape at p (after the backslash), with a surrogate pair. */
-static int dec_unicode(const char **pp, const char *end, char *o, size_t *n) {
-  const char *p = *pp;
-  unsigned cp, lo;
-  if (end - p < 5 || dec_hex4(p + 1, &cp)) return -1;
-  p += 5;
-  if (cp >= 0xd800 && cp < 0xdc00 && end - p >= 6 && p[0] == '\\' &&
-      p[1] == 'u' && dec_hex4(p + 2, &lo) == 0 && lo >= 0xdc00 &&
-      lo < 0xe000) {
-    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-    p += 6;
-  }
-  *n += utf8_put(o + *n, cp);
-  *pp = p;
-  return 0;
-}
-
-/* Unescapes s[0..len) (no quotes) into 'o', which has room for len bytes. */
-static int dec_unescape(const char *s, size_t len, char *o, size_t *n) {
-  const char *p = s, *end = s + len;
-  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-  *n = 0;
-  while (p < end) {
-    const char *c;
-    if (*p != '\\') {
-      o[(*n)++] = *p++;
-    } else if (++p < end && *p == 'u') {
-      if (dec_unicode(&p, end, o, n)) return -1;
-    } else if (p < end && *p && (c = strchr(from, *p)) != NULL) {
-      o[(*n)++] = to[c - from];
-      p++;
-    } else {
-      return -1;
-    }
-  }
-  return 0;
-}
-
-/* Pushes the string s[0..len) with its escapes decoded. */
-static int dec_escaped(dec_t *d, const char *s, size_t len) {
-  char small[256] = "", *o = small;
-  size_t n;
-  if (len > sizeof small) o = pm_scratch(d->L, len);
-  if (dec_unescape(s, len, o, &n)) return -1;
-  lua_pushlstring(d->L, o, n);
-  if (o != small) lua_remove(d->L, -2);
-  return 0;
-}
-
-static int dec_string(dec_t *d) {
-  const char *s = ++d->p, *q = s;
-  int escaped = 0;
-  for (; q < d->end && *q != '"'; q++) {
-    if ((unsigned char)*q < 0x20) return -1;
-    if (*q == '\\') escaped = 1, q++;
-  }
-  if (q >= d->end) return -1;
-  d->p = q + 1;
-  if (escaped) return dec_escaped(d, s, (size_t)(q - s));
-  lua_pushlstring(d->L, s, (size_t)(q - s));
-  return 0;
-}
-
-/* Opens an array or object; room for 4 members saves most rehashes. */
-static int dec_enter(dec_t *d, int array) {
-  d->p++;
-  if (++d->depth > JSON_MAX_DEPTH || !lua_checkstack(d->L, 4)) return -1;
-  lua_createtable(d->L, array ? 4 : 0, array ? 0 : 4);
-  dec_ws(d);
-  return 0;
-}
-
-/* After a member: 1 at the closing bracket, 0 after a comma, -1 else. */
-static int dec_next(dec_t *d, char close) {
-  dec_ws(d);
-  if (d->p >= d->end) return -1;
-  if (*d->p == close) {
-    d->p++;
-    d->depth--;
-    return 1;
-  }
-  return *d->p++ == ',' ? (dec_ws(d), 0) : -1;
-}
-
-static int dec_array(dec_t *d) {
-  lua_Integer i = 0;
-  int r;
-  if (dec_enter(d, 1)) return -1;
-  if (d->p < d->end && *d->p == ']') {
-    d->p++;
-    d->depth--;
-    lua_getfield(d->L, LUA_REGISTRYINDEX, PM_ARRAY_MT_KEY);
-    lua_setmetatable(d->L, -2);
-    return 0;
-  }
-  do {
-    if (dec_value(d)) return -1;
-    lua_rawseti(d->L, -2, ++i);
-  } while ((r = dec_next(d, ']')) == 0);
-  return r > 0 ? 0 : -1;
-}
-
-static int dec_object(dec_t *d) {
-  int r;
-  if (dec_enter(d, 0)) return -1;
-  if (d->p < d->end && *d->p == '}') {
-    d->p++;
-    d->depth--;
-    return 0;
-  }
-  do {
-    if (d->p >= d->end || *d->p != '"' || dec_string(d)) return -1;
-    dec_ws(d);
-    if (d->p >= d->end || *d->p++ != ':') return -1;
-    if (dec_value(d)) return -1;
-    lua_rawset(d->L, -3);
-  } while ((r = dec_next(d, '}')) == 0);
-  return r > 0 ? 0 : -1;
-}
-
-static int dec_value(dec_t *d) {
-  dec_ws(d);
-  if (d->p >= d->end) return -1;
-  switch (*d->p) {
-    case '{': return dec_object(d);
-    case '[': return dec_array(d);
-    case '"': return dec_string(d);
-    case 't':
-      if (dec_literal(d, "true", 4)) return -1;
-      lua_pushboolean(d->L, 1);
-      return 0;
-    case 'f':
-      if (dec_literal(d, "false", 5)) return -1;
-      lua_pushboolean(d->L, 0);
-      return 0;
-    case 'n':
-      if (dec_literal(d, "null", 4)) return -1;
-      lua_pushlightuserdata(d->L, NULL);
-      return 0;
-    default: return dec_number(d);
-  }
-}
-
-/* Pushes the value of the JSON text s[0..n); or returns -1, pushing nothing. */
-static int json_decode(lua_State *L, const char *s, size_t n) {
-  int top = lua_gettop(L);
-  dec_t d = {L, s, s + n, 0};
-  if (dec_value(&d) == 0) {
-    dec_ws(&d);
-    if (d.p == d.end) return 0;
-  }
-  lua_settop(L, top);
+static int record_decode(lua_State *L, const char *s, size_t n) {
+  pm_jerr_t err;
+  size_t next = pm_json_decode(L, s, n, 0, PM_JSON_MAX_DEPTH + 1, &err);
+  if (next == n) return 0;
+  if (next != (size_t)-1) lua_pop(L, 1);  /* trailing bytes */
   return -1;
 }
 
@@ -898,39 +270,43 @@ static ssize_t read_fd(lua_State *L, int fd, const struct stat *st,
 }
 
 /*
+** Checks an opened entry file: LOAD_OK to read it, LOAD_MISS for no regular
+** file, LOAD_ERR (errno). A file over ENTRY_MAX is LOAD_BAD, a miss that
+** purge removes: it is junk (maybe a sparse terabyte), never read whole,
+** so it cannot exhaust memory.
+*/
+static int entry_stat(int fd, struct stat *st) {
+  if (fstat(fd, st) != 0) return LOAD_ERR;
+  if (!S_ISREG(st->st_mode)) return LOAD_MISS;
+  return st->st_size > ENTRY_MAX ? LOAD_BAD : LOAD_OK;
+}
+
+/*
 ** Opens, reads and decodes the entry file 'name' and pushes its record
 ** (LOAD_OK), or pushes nothing: LOAD_MISS (absent, symlink, not a regular
-** file), LOAD_BAD (not JSON), LOAD_ERR (I/O error, errno set). 'st' gets
+** file), LOAD_BAD (not a record, or too big), LOAD_ERR (I/O error, errno set). 'st' gets
 ** the file's identity for entry_unlink_if.
 */
 static int entry_load(lua_State *L, store_t *s, const char *name,
                       struct stat *st) {
   char stackbuf[READ_STACK], *buf;
-  int top = lua_gettop(L), err = 0, r;
+  int top = lua_gettop(L), err, r;
   ssize_t n;
   int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
                   O_CLOEXEC);
   if (fd < 0)
     return errno == ENOENT || errno == ELOOP || errno == ENXIO ? LOAD_MISS
                                                                 : LOAD_ERR;
-  if (fstat(fd, st) != 0)
-    err = errno;
-  else if (!S_ISREG(st->st_mode))
-    err = -1;
-  if (err != 0) {
-    close(fd);
-    errno = err;
-    return err < 0 ? LOAD_MISS : LOAD_ERR;
-  }
-  n = read_fd(L, fd, st, stackbuf, &buf);
+  if ((r = entry_stat(fd, st)) == LOAD_OK) n = read_fd(L, fd, st, stackbuf, &buf);
   err = errno;
   close(fd);
+  errno = err;
+  if (r != LOAD_OK) return r;
   if (n < 0) {
     lua_settop(L, top);
-    errno = err;
     return LOAD_ERR;
   }
-  r = json_decode(L, buf, (size_t)n) == 0 ? LOAD_OK : LOAD_BAD;
+  r = record_decode(L, buf, (size_t)n) == 0 ? LOAD_OK : LOAD_BAD;
   if (lua_gettop(L) > top + 1) lua_remove(L, top + 1);  /* the scratch */
   return r;
 }
@@ -1053,7 +429,8 @@ static int store_get(lua_State *L) {
 
 /*
 ** st:set(key, value, expires_at|nil) -> true | false, why | nil, msg, code
-** 'false, why' is a value that cannot be encoded; then nothing is written.
+** 'false, why' is a value that cannot be encoded; then nothing is written,
+** as for a record over ENTRY_MAX (EFBIG).
 */
 static int store_set(lua_State *L) {
   store_t *s = check_store(L);
@@ -1061,7 +438,7 @@ static int store_set(lua_State *L) {
   const char *key = luaL_checklstring(L, 2, &klen);
   double expires = luaL_optnumber(L, 4, -1);
   char name[NAME_BUF];
-  enc_t e;
+  pm_jenc_t e;
   luaL_checkany(L, 3);
   e.L = L;
   if (enc_record(&e, key, klen, expires, 3) != 0) {
@@ -1070,9 +447,12 @@ static int store_set(lua_State *L) {
     return 2;
   }
   key_to_name(key, klen, name);
+  if (e.len > ENTRY_MAX)  /* get would not read it */
+    return pm_fail(L, UV_EFBIG, "cache set '%s' (%I bytes, limit %d MiB)",
+                   name, (lua_Integer)e.len, ENTRY_MAX >> 20);
   if (entry_commit(s, name, e.p, e.len) != 0)
     return pm_fail(L, pm_errno(), "cache set '%s'", name);
-  enc_keep(&e);
+  pm_jenc_keep(&e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1370,31 +750,6 @@ static int store_now(lua_State *L) {
   return 1;
 }
 
-/* store.encode(value) -> json | false, why */
-static int store_encode(lua_State *L) {
-  enc_t e;
-  luaL_checkany(L, 1);
-  enc_init(L, &e, 256);
-  if (enc_value(&e, 1) != 0) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, e.err);
-    return 2;
-  }
-  lua_pushlstring(L, e.p, e.len);
-  enc_keep(&e);
-  return 1;
-}
-
-/* store.decode(json) -> value | nil, "invalid JSON" */
-static int store_decode(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  if (json_decode(L, s, n) == 0) return 1;
-  luaL_pushfail(L);
-  lua_pushliteral(L, "invalid JSON");
-  return 2;
-}
-
 static void new_class(lua_State *L, const char *name, const luaL_Reg *m) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, m, 0);
@@ -1416,20 +771,12 @@ int pm_open_store(lua_State *L) {
   };
   static const luaL_Reg dirbox_m[] = {{"__gc", dirbox_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-    {"open", store_open}, {"encode", store_encode}, {"decode", store_decode},
-    {"now", store_now}, {NULL, NULL}
+    {"open", store_open}, {"now", store_now}, {NULL, NULL}
   };
   new_class(L, PM_STORE_MT, store_m);
   new_class(L, PM_LOCK_MT, lock_m);
   new_class(L, PM_DIRBOX_MT, dirbox_m);
   luaL_newlib(L, funcs);
-  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, PM_ARRAY_MT_KEY) == 0) {
-    lua_pushliteral(L, "procmon.array");
-    lua_setfield(L, -2, "__name");
-  }
-  lua_setfield(L, -2, "array_mt");
-  lua_pushlightuserdata(L, NULL);
-  lua_setfield(L, -2, "null");
   return 1;
 }
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pm_internal.h"
+#include "pm_json.h"
 
 /* Loader for an embedded submodule; upvalue 1 is its index. */
 static int embedded_loader(lua_State *L) {
@@ -52,6 +52,8 @@ static void register_embedded(lua_State *L) {
   }
   lua_pushcfunction(L, pm_open_store);
   set_preload(L, "procmon.store");
+  lua_pushcfunction(L, pm_open_json);
+  set_preload(L, "procmon.json");
   lua_pushcfunction(L, pm_open_sys);
   set_preload(L, "procmon.sys");
   lua_pushcfunction(L, pm_open_input);

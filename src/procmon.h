@@ -19,6 +19,9 @@ void procmon_preload(lua_State *L);
 int luaopen_procmon_cache(lua_State *L);
 int luaopen_procmon_statusline(lua_State *L);
 
+/* Opens procmon.json, the JSON codec, which needs nothing else. */
+int luaopen_procmon_json(lua_State *L);
+
 /* Makes the module use the host's loop instead of creating its own.
 ** Call before the script runs; the host then owns the loop's teardown. */
 void procmon_set_loop(lua_State *L, uv_loop_t *loop);

@@ -4,8 +4,9 @@
 ---   {"key":"...","expires_at":<epoch seconds or null>,"value":...}
 --- Writes are atomic (temp file + rename), `update` and `remember` lock the
 --- key across processes, and a corrupt, foreign or expired file reads as a
---- miss. The file work and the JSON codec are in C (src/pm_store.c, module
---- "procmon.store"); this file adds the argument checks, TTLs and locking.
+--- miss. The file work is in C (src/pm_store.c, module "procmon.store"), the
+--- JSON is procmon.json's; this file adds the argument checks, TTLs and
+--- locking.
 ---
 --- Errors: misuse raises ("bad argument #1 to 'get' (string expected, got
 --- nil)"); system failures return nil, msg, code (code: "EACCES", ...).
@@ -13,16 +14,17 @@
 if not package.preload["procmon.store"] then require "procmon" end
 local store = require "procmon.store"
 local sys = require "procmon.sys"
+local json = require "procmon.json"
 
 local M = {}
 
 --- The JSON null (the same value as cjson.null): a null inside a value reads
 --- back as this, and writes as null.
-M.null = store.null
+M.null = json.null
 
 --- Metatable of JSON arrays: an empty table carrying it is written as [];
 --- every empty array read from a file carries it, so [] stays [].
-M.array_mt = store.array_mt
+M.array_mt = json.array_mt
 
 ---@class procmon.Cache
 ---@field dir string       the cache directory
