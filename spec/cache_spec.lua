@@ -17,11 +17,14 @@ end
 
 local function sleep(s) assert(os.execute("sleep " .. s)) end
 
--- The files in dir (names, sorted), dot files included.
+-- The files in dir (names, sorted), dot files included, except ".lock": the
+-- directory lock, created by the first write and kept.
 local function ls(dir)
   local out = sh("ls -A " .. q(dir))
   local names = {}
-  for name in out:gmatch("[^\n]+") do names[#names + 1] = name end
+  for name in out:gmatch("[^\n]+") do
+    if name ~= ".lock" then names[#names + 1] = name end
+  end
   table.sort(names)
   return names
 end
@@ -283,6 +286,38 @@ describe("cache", function()
       assert.are.equal(cjson.null, exp())
     end)
 
+    it("is removed without hiding a fresh entry written meanwhile", function()
+      -- The reader finds the entry expired and removes it; a shim stalls
+      -- it for 1 s at the steps where a writer can meet it (moving the
+      -- entry aside, linking one back), so the race happens every time.
+      local so, mark = dir .. "-stall.so", dir .. "-mark"
+      local out, code = sh(("cc -shared -fPIC -o %s %s -ldl"):format(q(so),
+        q(H.root .. "/spec/fixtures/stall_remove.c")))
+      assert.are.equal(0, code, out)
+      finally(function() os.remove(so); os.remove(mark) end)
+      write_file(dir .. "/k.json", '{"key":"k","expires_at":1,"value":"old"}\n')
+      local reader = assert(pm.spawn({ H.lua, "-e", ("require('procmon'); "
+        .. "assert(require('procmon.cache').open(%q)):get('k')"):format(dir) }, {
+        env = { LD_PRELOAD = so, PM_STALL_MARK = mark, PM_STALL_SECONDS = "1",
+          ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":verify_asan_link_order=0" },
+      }))
+      assert(H.eventually(function()
+        local f = io.open(mark)
+        if f then f:close() end
+        return f ~= nil
+      end, 10), "the reader never started to remove the entry")
+      assert(c:set("k", "fresh"))
+      local deadline = pm.time() + 1.5
+      repeat
+        assert.are.equal("fresh", c:get("k"))
+        pm.sleep(0.01)
+      until pm.time() > deadline
+      local r = reader:wait()
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("fresh", c:get("k"))
+      assert.are.same({ "k.json" }, ls(dir))
+    end)
+
     it("is purged", function()
       assert(c:set("a", 1, 0.2))
       assert(c:set("b", 1, 0.2))
@@ -457,6 +492,139 @@ describe("cache", function()
       assert.are.equal("integer", math.type(c:get("counter")))
       assert.are.same({ "counter.json" }, ls(dir))
     end)
+  end)
+
+  describe("locks", function()
+    -- Runs a chunk in a child interpreter, with a deadline: a deadlock
+    -- must fail the test, not hang the suite.
+    local function run_lua(code)
+      local r = assert(pm.run({ H.lua, "-e", "require 'procmon'; " .. code },
+        { timeout = 20 }))
+      assert.are.equal("exit", r.reason, "the child hung: " .. r.stderr)
+      return r.stdout, r
+    end
+
+    it("are per process: nested use through two objects raises at once",
+      function()
+        local out, r = run_lua(([[
+          local pm, cache = require "procmon", require "procmon.cache"
+          local c1, c2 = assert(cache.open(%q)), assert(cache.open(%q))
+          print(pcall(c1.update, c1, "k", function()
+            local v = c2:update("k", function() return 1 end)
+            return v
+          end))
+          print(pcall(c1.update, c1, "r", function()
+            local v = c2:remember("r", nil, function() return 1 end)
+            return v
+          end))
+          local a = pm.task(function()
+            return c1:update("n", function(o) pm.sleep(0.2) return (o or 0) + 1 end)
+          end)
+          local b = pm.task(function()
+            return c2:update("n", function(o) return (o or 0) + 10 end)
+          end)
+          print(a:wait(), b:wait(), c1:get("n"))
+        ]]):format(dir, dir))
+        local lines = {}
+        for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+        assert.are.equal(0, r.code, r.stderr)
+        assert.matches('^false\t.*update: key "k" is already locked by this process '
+          .. '%(nested update or remember of the same key%)$', lines[1])
+        assert.matches('^false\t.*remember: key "r" is already locked by this process', lines[2])
+        assert.are.equal("1\t11\t11", lines[3])
+      end)
+
+    it("make two tasks updating one key take turns; both updates land", function()
+      local log = {}
+      local a = pm.task(function()
+        return c:update("n", function(o)
+          log[#log + 1] = "a in"
+          pm.sleep(0.2)
+          log[#log + 1] = "a out"
+          return (o or 0) + 1
+        end)
+      end)
+      local b = pm.task(function()
+        return c:update("n", function(o)
+          log[#log + 1] = "b in"
+          return (o or 0) + 10
+        end)
+      end)
+      assert.are.equal(1, a:wait())
+      assert.are.equal(11, b:wait())
+      assert.are.same({ "a in", "a out", "b in" }, log)
+      assert.are.equal(11, c:get("n"))
+      assert.are.same({ "n.json" }, ls(dir))
+    end)
+
+    it("make two tasks remembering one key compute it once", function()
+      local calls = 0
+      local function compute()
+        calls = calls + 1
+        pm.sleep(0.1)
+        return "v" .. calls
+      end
+      local a = pm.task(function() return c:remember("r", 60, compute) end)
+      local b = pm.task(function() return c:remember("r", 60, compute) end)
+      assert.are.equal("v1", a:wait())
+      assert.are.equal("v1", b:wait())
+      assert.are.equal(1, calls)
+    end)
+
+    it("make the main thread wait for a task that holds the key", function()
+      local t = pm.task(function()
+        return c:update("n", function() pm.sleep(0.1) return 1 end)
+      end)
+      assert.are.equal(2, c:update("n", function(o) return o + 1 end))
+      assert.are.equal(1, t:wait())
+    end)
+
+    it("held by another process: a task waiting for one lets the loop run",
+      function()
+        local locked = false
+        local holder = assert(pm.spawn(H.cmd("cache_hold", dir, "k", "1.5"), {
+          lines = true, on_stdout = function(l) locked = locked or l == "locked" end }))
+        assert(H.eventually(function() return locked end, 10))
+        local ticks, ticks_then, done = 0, nil, false
+        local ticker = pm.task(function()
+          while not done do
+            pm.sleep(0.01)
+            ticks = ticks + 1
+          end
+        end)
+        local t = pm.task(function()
+          local v = c:update("k", function(old) return old .. "+mine" end)
+          ticks_then, done = ticks, true
+          return v
+        end)
+        assert.are.equal("theirs+mine", t:wait())
+        ticker:wait()
+        assert.is_true(ticks_then >= 10, "the loop stood still: " .. ticks_then .. " ticks")
+        assert.is_true(holder:wait().ok)
+      end)
+
+    it("held by another process: procrun waiting for one ends on SIGTERM",
+      function()
+        local locked, waiting = false, false
+        local holder = assert(pm.spawn(H.cmd("cache_hold", dir, "k", "60"), {
+          lines = true, on_stdout = function(l) locked = locked or l == "locked" end }))
+        local waiter
+        finally(function()
+          for _, p in ipairs { holder, waiter } do p:kill("KILL") p:wait() end
+        end)
+        assert(H.eventually(function() return locked end, 10))
+        waiter = assert(pm.spawn({ H.procrun, "-e", ("local c = assert(require('procmon.cache')"
+          .. ".open(%q)); io.stderr:write('waiting\\n'); c:update('k', function() return 1 end); "
+          .. "print('updated')"):format(dir) }, {
+          lines = true, on_stderr = function(l) waiting = waiting or l == "waiting" end }))
+        assert(H.eventually(function() return waiting end, 10))
+        pm.sleep(0.3)  -- inside the wait for the lock by now
+        waiter:kill("TERM")
+        local r, msg = waiter:wait(10)
+        assert(r, "procrun did not end on SIGTERM: " .. tostring(msg))
+        assert.is_false(r.ok)
+        assert.is_nil(r.stdout:find("updated"))
+      end)
   end)
 
   describe("remember", function()

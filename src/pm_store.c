@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pm_json.h"
@@ -42,7 +43,10 @@
 
 typedef struct store {
   int dirfd;                /* -1 once closed */
+  int lockfd;               /* ".lock", opened on first use; -1 before */
   int durable;              /* fsync file and directory on every write */
+  dev_t dev;                /* the directory's identity, for in-process */
+  ino_t ino;                /* lock bookkeeping (see cache.lua) */
 } store_t;
 
 typedef struct lock {
@@ -195,8 +199,31 @@ static int temp_create(store_t *s, char *tmp) {
 }
 
 /*
+** The directory lock ".lock" (created on first use) lets a removal of an
+** expired or bad entry be sure that it removes that entry and not a fresh
+** one renamed over it meanwhile: POSIX has no "unlink if still this
+** inode". Writers hold the lock shared (LOCK_SH) while they rename an
+** entry in; a removal holds it exclusive for the check and the unlink, so
+** no writer of ours can slip in between. It is held for a few system calls
+** only, never while Lua runs. Readers never take it. 'op' is LOCK_SH or
+** LOCK_EX | LOCK_NB; the wait for LOCK_SH gives up once the host was asked
+** to stop. Returns 0, or -1 (errno).
+*/
+static int dir_lock(store_t *s, int op) {
+  if (s->lockfd < 0) {
+    s->lockfd = openat(s->dirfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW |
+                       O_CLOEXEC, 0600);
+    if (s->lockfd < 0) return -1;
+  }
+  while (flock(s->lockfd, op) != 0)
+    if (errno != EINTR || pm_interrupted()) return -1;
+  return 0;
+}
+
+/*
 ** Replaces the entry 'name' with 'len' bytes at 'p', atomically: temp file,
-** write, (fsync), rename, (fsync the directory). Returns 0 or -1 (errno).
+** write, (fsync), rename under the shared directory lock, (fsync the
+** directory). Returns 0 or -1 (errno).
 */
 static int entry_commit(store_t *s, const char *name, const char *p,
                         size_t len) {
@@ -207,7 +234,10 @@ static int entry_commit(store_t *s, const char *name, const char *p,
     goto fail;
   err = close(fd);
   fd = -1;
-  if (err != 0 || renameat(s->dirfd, tmp, s->dirfd, name) != 0) goto fail;
+  if (err != 0 || dir_lock(s, LOCK_SH) != 0) goto fail;
+  err = renameat(s->dirfd, tmp, s->dirfd, name);
+  flock(s->lockfd, LOCK_UN);
+  if (err != 0) goto fail;
   return s->durable ? fsync(s->dirfd) : 0;
 fail:
   err = errno;
@@ -226,25 +256,46 @@ static int same_file(const struct stat *a, const struct stat *b) {
 }
 
 /*
-** Removes the entry 'name' only if it is still the file 'seen' (expired or
-** corrupt), never a fresh one a writer just renamed in: the entry is moved
-** aside first and put back when it turns out to be another file, unless an
-** even newer one arrived meanwhile. purge() restores one left aside by a
-** process killed halfway. Returns 1 when removed.
+** Moves the entry 'name' aside and drops it if it is the file 'seen'; puts
+** it back otherwise (unless an even newer one arrived meanwhile). Under the
+** directory lock only a foreign writer, one that does not take the lock,
+** can have renamed a file in since the check: this keeps its entry, which
+** is invisible only for the moment it is aside. purge() restores one left
+** aside by a process killed there. Returns 1 when removed.
 */
-static int entry_unlink_if(store_t *s, const char *name,
-                           const struct stat *seen) {
+static int entry_drop_aside(store_t *s, const char *name,
+                            const struct stat *seen) {
   char aside[NAME_BUF * 2];
   struct stat st;
   int gone;
-  if (strlen(name) > NAME_ENC_MAX + 5)  /* a foreign name: no writer races */
-    return unlinkat(s->dirfd, name, 0) == 0;
   snprintf(aside, sizeof aside, ".del-%ld-%s", (long)getpid(), name);
   if (renameat(s->dirfd, name, s->dirfd, aside) != 0) return 0;
   gone = fstatat(s->dirfd, aside, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
          same_file(&st, seen);
   if (!gone) linkat(s->dirfd, aside, s->dirfd, name, 0);
   unlinkat(s->dirfd, aside, 0);
+  return gone;
+}
+
+/*
+** Removes the entry 'name' only if it is still the file 'seen' (expired,
+** corrupt or too big), never a fresh one a writer just renamed in, and
+** without hiding that one even for a moment: under the exclusive directory
+** lock no writer of ours can rename in, so a file still 'seen' stays so
+** until it is gone. The lock is only tried: while a write is in progress
+** the entry stays for the next get or purge. Returns 1 when removed.
+*/
+static int entry_unlink_if(store_t *s, const char *name,
+                           const struct stat *seen) {
+  struct stat st;
+  int gone = 0;
+  if (strlen(name) > NAME_ENC_MAX + 5)  /* a foreign name: no writer races */
+    return unlinkat(s->dirfd, name, 0) == 0;
+  if (dir_lock(s, LOCK_EX | LOCK_NB) != 0) return 0;
+  if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      same_file(&st, seen))
+    gone = entry_drop_aside(s, name, seen);
+  flock(s->lockfd, LOCK_UN);
   return gone;
 }
 
@@ -372,21 +423,34 @@ static int store_open(lua_State *L) {
   const char *path = luaL_checklstring(L, 1, &n);
   int durable = lua_toboolean(L, 2);
   store_t *s;
+  struct stat st;
   while (n > 1 && path[n - 1] == '/') n--;
   path = lua_pushlstring(L, path, n);
   s = lua_newuserdatauv(L, sizeof *s, 0);
-  s->dirfd = -1;
+  s->dirfd = s->lockfd = -1;
   s->durable = durable;
   luaL_setmetatable(L, PM_STORE_MT);
   s->dirfd = pm_open_private_dir(L, path, "cache dir");
-  return s->dirfd < 0 ? 3 : 1;
+  if (s->dirfd < 0) return 3;
+  if (fstat(s->dirfd, &st) != 0) return pm_fail(L, pm_errno(), "cache dir");
+  s->dev = st.st_dev;
+  s->ino = st.st_ino;
+  return 1;
 }
 
 static int store_close(lua_State *L) {
   store_t *s = luaL_checkudata(L, 1, PM_STORE_MT);
   if (s->dirfd >= 0) close(s->dirfd);
-  s->dirfd = -1;
+  if (s->lockfd >= 0) close(s->lockfd);
+  s->dirfd = s->lockfd = -1;
   return 0;
+}
+
+/* st:ident() -> "<dev>:<ino>:", the directory's identity, however named */
+static int store_ident(lua_State *L) {
+  store_t *s = check_store(L);
+  lua_pushfstring(L, "%I:%I:", (lua_Integer)s->dev, (lua_Integer)s->ino);
+  return 1;
 }
 
 /* st:name(key) -> the entry's file name */
@@ -653,11 +717,21 @@ static int purge_entry(lua_State *L, store_t *s, const char *name,
   return entry_unlink_if(s, name, &st);
 }
 
+/* A directory lock that is no regular file (a planted symlink) would make
+** every set fail: it goes. */
+static void purge_dirlock(store_t *s) {
+  struct stat st;
+  if (fstatat(s->dirfd, ".lock", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    unlinkat(s->dirfd, ".lock", 0);
+}
+
 static int purge_one(lua_State *L, store_t *s, const char *name, double now) {
   if (is_entry_name(name, strlen(name))) return purge_entry(L, s, name, now);
   if (strncmp(name, ".tmp-", 5) == 0) return purge_temp(s, name);
   if (strncmp(name, ".del-", 5) == 0) purge_aside(s, name);
   if (strncmp(name, ".lock-", 6) == 0) purge_lock(s, name);
+  if (strcmp(name, ".lock") == 0) purge_dirlock(s);
   return 0;
 }
 
@@ -684,23 +758,22 @@ static int store_purge(lua_State *L) {
 /* {=== locks ===} */
 
 /*
-** Takes the flock on the lock file 'name', creating it. A holder unlinks
-** the file before it lets go, so a waiter that wakes up holding a lock on
-** an unlinked (or replaced) file retries with the current one.
+** Tries to take the flock on the lock file 'name', creating it: returns its
+** descriptor, or -1 with errno (EWOULDBLOCK: another holder). A holder
+** unlinks the file before it lets go, so a lock won on an unlinked (or
+** replaced) file does not count: then it tries the current file.
 */
-static int lock_acquire(store_t *s, const char *name) {
+static int lock_try(store_t *s, const char *name) {
   struct stat a, b;
   for (;;) {
-    int fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW |
-                    O_CLOEXEC, 0600);
+    int err, fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW |
+                         O_CLOEXEC, 0600);
     if (fd < 0) return -1;
-    while (flock(fd, LOCK_EX) != 0) {
-      if (errno != EINTR) {
-        int err = errno;
-        close(fd);
-        errno = err;
-        return -1;
-      }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      err = errno;
+      close(fd);
+      errno = err;
+      return -1;
     }
     if (fstat(fd, &a) == 0 &&
         fstatat(s->dirfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -710,11 +783,37 @@ static int lock_acquire(store_t *s, const char *name) {
   }
 }
 
-/* st:lock(key) -> Lock | nil, msg, code. Blocks until the lock is ours. */
+/*
+** Waits until the lock is ours: polls with sleeps growing from 1 to 32 ms
+** rather than blocking in flock, which no signal could end without a race
+** (a signal just before the call is missed). Gives up with EINTR once the
+** host was asked to stop (procmon_interrupt).
+*/
+static int lock_wait(store_t *s, const char *name) {
+  struct timespec pause = {0, 1000000};
+  for (;;) {
+    int fd;
+    if (pm_interrupted()) {
+      errno = EINTR;
+      return -1;
+    }
+    fd = lock_try(s, name);
+    if (fd >= 0 || (errno != EWOULDBLOCK && errno != EINTR)) return fd;
+    nanosleep(&pause, NULL);
+    if (pause.tv_nsec < 32000000) pause.tv_nsec *= 2;
+  }
+}
+
+/*
+** st:lock(key [, nowait]) -> Lock | nil, msg, code. Waits until the lock
+** is ours (the whole process blocks; fails with EINTR when the host is
+** asked to stop); with 'nowait', returns false at once when it is taken.
+*/
 static int store_lock(lua_State *L) {
   store_t *s = check_store(L);
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
+  int nowait = lua_toboolean(L, 3);
   char name[NAME_BUF];
   lock_t *k = lua_newuserdatauv(L, sizeof *k, 1);
   k->fd = -1;
@@ -724,9 +823,13 @@ static int store_lock(lua_State *L) {
   lua_setiuservalue(L, -2, 1);  /* the store outlives its locks */
   key_to_name(key, klen, name);
   snprintf(k->name, sizeof k->name, ".lock-%s", name);
-  k->fd = lock_acquire(s, k->name);
-  if (k->fd < 0) return pm_fail(L, pm_errno(), "cache lock '%s'", name);
-  return 1;
+  if (nowait && pm_interrupted()) errno = EINTR;
+  else k->fd = nowait ? lock_try(s, k->name) : lock_wait(s, k->name);
+  if (k->fd >= 0) return 1;
+  if (nowait && errno == EWOULDBLOCK) return lua_pushboolean(L, 0), 1;
+  if (errno == EINTR)
+    return pm_fail(L, UV_EINTR, "cache lock '%s': interrupted", name);
+  return pm_fail(L, pm_errno(), "cache lock '%s'", name);
 }
 
 /* lock:unlock(), also __gc and __close: idempotent. */
@@ -762,7 +865,8 @@ int pm_open_store(lua_State *L) {
   static const luaL_Reg store_m[] = {
     {"get", store_get}, {"set", store_set}, {"delete", store_delete},
     {"keys", store_keys}, {"purge", store_purge}, {"lock", store_lock},
-    {"name", store_name}, {"close", store_close}, {"__gc", store_close},
+    {"name", store_name}, {"ident", store_ident}, {"close", store_close},
+    {"__gc", store_close},
     {"__close", store_close}, {NULL, NULL}
   };
   static const luaL_Reg lock_m[] = {

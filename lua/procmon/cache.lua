@@ -75,21 +75,117 @@ local function expiry(ttl, keep)
   return keep
 end
 
---- Holds the key's cross-process lock until the returned value is closed;
---- nested locking of one key in one process would deadlock, so it raises.
-local function hold(self, st, key, fname)
-  if self._held[key] then
-    error(("%s: key %q is already locked by this process (nested update or "
-      .. "remember of the same key)"):format(fname, key), 3)
-  end
-  local lock, msg, code = st:lock(key)
-  if not lock then return nil, msg, code end
-  self._held[key] = true
-  return setmetatable({}, { __close = function()
-    self._held[key] = nil
-    lock:unlock()
-  end })
+-- {=== locks ===}
+--
+-- update and remember hold a key's lock. Across processes it is a flock
+-- (st:lock); inside this Lua state, `turns` says who has the key, whatever
+-- Cache object it goes through: the directory's identity (device and
+-- inode) plus the key. A flock cannot tell two users in one process apart
+-- (two Cache objects, two open files: the second would wait for ever on
+-- the first), so this table does:
+-- - the same coroutine asking again (a nested update, through any object)
+--   would deadlock: it raises at once;
+-- - another task (or the main thread while a task holds it) waits for its
+--   turn, yielding (the main thread runs the loop meanwhile); turns are
+--   handed over in order.
+
+local co_running, co_status = coroutine.running, coroutine.status
+local turns = {}  -- id -> { co = holder, main = is it the main thread,
+                  --        waiters = { { co, main, wake }... }, lock = Lock }
+
+local function pm() return require "procmon" end
+
+local function nested(fname, key, why)
+  error(("%s: key %q is already locked by this process (%s)")
+    :format(fname, key, why), 5)  -- nested <- take_turn <- hold <- method
 end
+
+--- Passes the key's turn to the next waiter (woken from the loop, not from
+--- inside the holder's <close>), or frees it.
+local function pass_turn(id, turn)
+  local lock = turn.lock
+  turn.lock = nil
+  if lock then lock:unlock() end
+  local w = table.remove(turn.waiters, 1)
+  if not w then
+    if turns[id] == turn then turns[id] = nil end
+    return
+  end
+  turn.co, turn.main = w.co, w.main
+  pm()._timer(0, w.wake)
+end
+
+--- Waits (yielding, or running the loop) until `turn` is handed to `co`.
+local function wait_turn(id, turn, co, main, fname)
+  local w = { co = co, main = main }
+  local ok, err = pcall(pm()._await, fname, function(wake)
+    w.wake = wake
+    turn.waiters[#turn.waiters + 1] = w
+  end)
+  if ok then return end
+  -- The wait ended in an error (an interruption, a callback's error):
+  -- leave the queue, or pass on a turn that came meanwhile.
+  for i, x in ipairs(turn.waiters) do
+    if x == w then table.remove(turn.waiters, i) break end
+  end
+  if turn.co == co then pass_turn(id, turn) end
+  error(err, 0)
+end
+
+--- Takes this state's turn on `id`: at once when free, after the holder
+--- when it is another task or thread; raises when that would deadlock.
+local function take_turn(id, key, fname)
+  local co, main = co_running()
+  local turn = turns[id]
+  if turn and co_status(turn.co) == "dead" then  -- a task died holding it
+    pass_turn(id, turn)
+    turn = turns[id]
+  end
+  if not turn then
+    turn = { co = co, main = main, waiters = {} }
+    turns[id] = turn
+    return turn
+  end
+  if turn.co == co then nested(fname, key, "nested update or remember of the same key") end
+  if co_status(turn.co) == "normal" and not turn.main then
+    nested(fname, key, "held by a coroutine that resumed this one")
+  end
+  if main and pm()._in_callback() then
+    nested(fname, key, "held by a task; a callback cannot wait for it: use procmon.task")
+  end
+  wait_turn(id, turn, co, main, fname)
+  return turn
+end
+
+--- The cross-process lock: in a coroutine (a task) the wait yields to the
+--- loop between tries; on the main thread st:lock blocks (polling).
+local function acquire(st, key)
+  local _, main = co_running()
+  if main then return st:lock(key) end
+  local lock, msg, code = st:lock(key, true)
+  local pause = 0.001
+  while lock == false do
+    pm().sleep(pause)
+    pause = math.min(pause * 2, 0.032)
+    lock, msg, code = st:lock(key, true)
+  end
+  return lock, msg, code
+end
+
+--- Holds the key's lock until the returned value is closed.
+local function hold(self, st, key, fname)
+  local id = self._id .. key
+  local turn = take_turn(id, key, fname)
+  local lock, msg, code = acquire(st, key)
+  if not lock then
+    pass_turn(id, turn)
+    return nil, msg, code
+  end
+  turn.lock = lock
+  return setmetatable({}, { __close = function() pass_turn(id, turn) end })
+end
+
+-- }===
 
 --- Writes key = value, raising at the caller's line if it cannot be encoded.
 local function store_set(st, key, value, expires_at, fname, what)
@@ -271,7 +367,7 @@ function M.open(dir, opts)
   local st, msg, code = store.open(dir, opts.durable)
   if not st then return nil, msg, code end
   return setmetatable({ dir = dir, durable = opts.durable == true,
-    _store = st, _held = {} }, Cache)
+    _store = st, _id = st:ident() }, Cache)
 end
 
 return M
