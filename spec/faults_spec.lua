@@ -17,9 +17,13 @@ local function sh(cmd)
   return out, ok and 0 or code
 end
 
+-- The files in dir, sorted, except the cache's directory lock ".lock"
+-- (created by the first write and kept).
 local function ls(dir)
   local names = {}
-  for name in sh("ls -A " .. q(dir)):gmatch("[^\n]+") do names[#names + 1] = name end
+  for name in sh("ls -A " .. q(dir)):gmatch("[^\n]+") do
+    if name ~= ".lock" then names[#names + 1] = name end
+  end
   table.sort(names)
   return names
 end

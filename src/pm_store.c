@@ -211,7 +211,9 @@ static int temp_create(store_t *s, char *tmp) {
 */
 static int dir_lock(store_t *s, int op) {
   if (s->lockfd < 0) {
-    s->lockfd = openat(s->dirfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW |
+    /* Read-only: flock needs no more, and a file open for writing would
+    ** keep the filesystem from being remounted read-only. */
+    s->lockfd = openat(s->dirfd, ".lock", O_RDONLY | O_CREAT | O_NOFOLLOW |
                        O_CLOEXEC, 0600);
     if (s->lockfd < 0) return -1;
   }
