@@ -350,9 +350,7 @@ describe("signals to procrun", function()
     end)
   end)
 
-  -- Pending until the cache's lock waits poll the interruption (the cache
-  -- branch; this spec passes there): then `it`.
-  pending("end a wait for a cache lock another process holds", function()
+  it("end a wait for a cache lock another process holds", function()
     local cdir = H.tmpdir()
     finally(function() os.execute("rm -rf '" .. cdir .. "'") end)
     local c = assert(pm.cache.open(cdir))
