@@ -7,7 +7,7 @@ DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjso
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps install-missing test test-asan test-release test-valgrind demo install \
-        uninstall bench clean deb check-packaging
+        uninstall bench clean deb check-packaging fuzz check-fuzz check-fuzz-smoke
 
 all: $(BUILD)/procrun
 
@@ -69,6 +69,20 @@ test-valgrind: deps all
 	  echo "valgrind: errors above (logs in $(BUILD)/valgrind)"; exit 1; \
 	else echo "valgrind: no errors, nothing definitely lost"; fi
 
+# libFuzzer targets (fuzz/): each runs FUZZ_SECONDS (60) on its seeds;
+# check-fuzz-smoke (CI) runs each for 10 s.
+FUZZ_BUILD = build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@$(MAKE) --no-print-directory install-missing PACKAGES="clang libclang-rt-dev"
+	cmake -S . -B $(FUZZ_BUILD) -DPM_FUZZ=ON -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(FUZZ_BUILD) --target fuzz -j2
+check-fuzz: fuzz
+	fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+check-fuzz-smoke: fuzz
+	fuzz/run $(FUZZ_BUILD) 10
+
 demo: deps all
 	$(BUILD)/procrun scripts/examples/parallel.lua
 
@@ -118,4 +132,4 @@ check-packaging: deb
 	PM_CHECK_PACKAGING=1 spec/run lua5.4 spec/packaging_spec.lua
 
 clean:
-	rm -rf $(BUILD) build-asan $(RELEASE_BUILD) $(DEB_BUILD) build.luarocks
+	rm -rf $(BUILD) build-asan $(RELEASE_BUILD) $(FUZZ_BUILD) $(DEB_BUILD) build.luarocks
