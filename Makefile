@@ -91,6 +91,7 @@ bench: deps all
 	@$(MAKE) --no-print-directory install-missing PACKAGES="hyperfine time"
 	bench/run.sh
 	bench/cache.sh
+	bench/statusline.sh
 
 # PREFIX and DESTDIR are read here, at install time (not only by the first
 # configure): `make install PREFIX=/opt/x DESTDIR=/tmp/stage` after a plain

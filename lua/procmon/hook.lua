@@ -202,7 +202,7 @@ end
 local function exit(code)
   io.stdout:flush()
   io.stderr:flush()
-  os.exit(code)
+  os.exit(code, true)  -- close the state: finalizers run (caches, monitor records)
 end
 
 --- Prints the answer (M.output's object) as one line of JSON on stdout and

@@ -321,7 +321,7 @@ end
 local function exit_with(line)
   io.stdout:write(line, "\n")
   io.stdout:flush()
-  os.exit(0)
+  os.exit(0, true)  -- close the state: finalizers run (caches, monitor records)
 end
 
 -- The session id in raw bytes that did not decode (a truncated payload
