@@ -216,6 +216,10 @@ describe("procmon.json", function()
       { "+1", V, 1 },
       { "NaN", V, 1 },
       { "Infinity", V, 1 },
+      -- Found by fuzz/json.c: these read as infinity, which encode refuses.
+      { "1e400", V, 1, "number out of range" },
+      { "[-2e1269]", V, 2, "number out of range" },
+      { '{"n":999E99999999999}', V, 6, "number out of range" },
       { "trux", V, 4 },
       { "nulL", V, 4 },
       { "'a'", V, 1 },

@@ -405,6 +405,14 @@ static int dec_numeral(dec_t *d) {
   return 0;
 }
 
+/* A numeral past the range of doubles (1e400) reads as infinity, which
+** encode refuses: it is refused here too, so what decodes also encodes. */
+static int dec_finite(dec_t *d, const char *start) {
+  if (lua_isinteger(d->L, -1) || isfinite(lua_tonumber(d->L, -1))) return 0;
+  lua_pop(d->L, 1);
+  return dec_fail(d, start, "number out of range");
+}
+
 static int dec_number(dec_t *d) {
   const char *start = d->p;
   char buf[64];
@@ -414,12 +422,12 @@ static int dec_number(dec_t *d) {
   if (n < sizeof buf) {
     memcpy(buf, start, n);
     buf[n] = '\0';
-    if (lua_stringtonumber(d->L, buf)) return 0;
+    if (lua_stringtonumber(d->L, buf)) return dec_finite(d, start);
   } else {  /* a long numeral: rare, still valid */
     lua_pushlstring(d->L, start, n);
     n = lua_stringtonumber(d->L, lua_tostring(d->L, -1));
     lua_remove(d->L, n ? -2 : -1);
-    if (n) return 0;
+    if (n) return dec_finite(d, start);
   }
   return dec_fail(d, start, "numeral too long");  /* Lua's limit: 200 */
 }
