@@ -92,6 +92,44 @@ describe("procrun", function()
       assert.are.same({ "gone1", "lost" }, { list[1].id, list[1].status })
     end)
 
+    it("--all stays exact with its index of finished records", function()
+      local monitor = require "procmon.monitor"
+      local d, now = mon._d, pm.time()
+      local function put(id, status, t)
+        assert(d:write("done", id, monitor._encode { id = id, status = status, cmd = { "x" },
+          started_at = t, ended_at = t + 1, expires_at = now + 3600, restarts = 0 }))
+      end
+      for i = 1, 40 do put(("r%03d"):format(i), "completed", now - 1000 + i) end
+      local function ids_statuses()
+        local list = json.decode((procrun({ "ps", "--all", "--json", "--dir", dir })))
+        local out = {}
+        for _, r in ipairs(list) do out[#out + 1] = r.id .. "=" .. r.status end
+        return out
+      end
+      local first = ids_statuses()
+      assert.are.equal(40, #first)
+      assert.are.equal("r040=completed", first[1])
+      assert.is_not_nil(io.open(dir .. "/.done-index"))   -- written: 40 files read
+      put("r040", "failed", now - 1000 + 40)               -- a new version (new inode)
+      os.remove(dir .. "/done/r001.json")                  -- gone
+      put("r041", "killed", now)                           -- new
+      put("r002", "completed", now - 5000)                 -- still sorted by started_at
+      local second = ids_statuses()
+      assert.are.equal(40, #second)
+      assert.are.same({ "r041=killed", "r040=failed", "r039=completed" },
+        { second[1], second[2], second[3] })
+      assert.are.equal("r002=completed", second[40])
+      -- a broken index is ignored
+      local f = assert(io.open(dir .. "/.done-index", "w"))
+      f:write("procmon-done-index 2\nr040 1 x")
+      f:close()
+      assert.are.same(second, ids_statuses())
+      -- expired records are left out, indexed or not
+      assert(d:write("done", "r041", monitor._encode { id = "r041", status = "killed",
+        cmd = { "x" }, started_at = now, expires_at = now - 1, restarts = 0 }))
+      assert.are.equal("r040=failed", ids_statuses()[1])
+    end)
+
     it("rejects unknown options", function()
       local _, err, code = procrun({ "ps", "--bogus" })
       assert.are.equal(1, code)

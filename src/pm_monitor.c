@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/pidfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -243,11 +245,23 @@ static const char *classify(const rec_info_t *r) {
 /* {=== directory scan ===} */
 
 typedef struct entry {
-  size_t off, len;
-  double started_at;
+  size_t off, len;      /* the text, in the arena or (in_idx) the index */
+  double started_at, expires_at;
+  int has_expiry, in_idx;
   const char *cls;      /* NULL for a finished record */
+  unsigned long long ino;
   char id[ID_MAX + 1];
 } entry_t;
+
+/* A finished record in the index: id, inode, sort and expiry fields, and
+** where its text is in s->idx. */
+typedef struct idx_slot {
+  const char *id;
+  size_t idlen, off, len;
+  unsigned long long ino;
+  double started_at, expires_at;
+  int has_expiry;
+} idx_slot_t;
 
 /* GC-owned scan state, so that a raise halfway leaks nothing. */
 typedef struct scan {
@@ -255,14 +269,22 @@ typedef struct scan {
   size_t used, cap;
   entry_t *ents;
   size_t n, ecap;
+  char *idx;            /* the index file, mapped */
+  size_t idx_size;
+  idx_slot_t *slots;    /* open addressing over the index's entries */
+  size_t nslots, idx_count, hits, misses;
 } scan_t;
 
 static int scan_gc(lua_State *L) {
   scan_t *s = (scan_t *)luaL_checkudata(L, 1, PM_SCAN_MT);
   free(s->arena);
   free(s->ents);
+  if (s->idx) munmap(s->idx, s->idx_size);
+  free(s->slots);
   s->arena = NULL;
   s->ents = NULL;
+  s->idx = NULL;
+  s->slots = NULL;
   return 0;
 }
 
@@ -295,7 +317,8 @@ static int record_id(const char *name, const char *ext, char *id) {
 /* Appends the file 'name' of 'dirfd' to the arena, NUL-terminated.
 ** Returns its length, or -1 with errno (ENOENT also for a symlink or
 ** anything that is not a regular file). */
-static ssize_t slurp(scan_t *s, int dirfd, const char *name) {
+static ssize_t slurp(scan_t *s, int dirfd, const char *name,
+                     unsigned long long *ino) {
   struct stat st;
   size_t got = 0;
   int err = 0, fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -314,8 +337,135 @@ static ssize_t slurp(scan_t *s, int dirfd, const char *name) {
   close(fd);
   if (err) return errno = err, -1;
   s->arena[s->used + got] = '\0';
+  if (ino) *ino = (unsigned long long)st.st_ino;
   return (ssize_t)got;
 }
+
+/* {=== the index of finished records ===}
+** `ps --all` over 10,000 records would read 10,000 files (four system
+** calls each). Finished records never change once written (a new version
+** is a new file, renamed in: a new inode), so <dir>/.done-index keeps
+** their texts with their inode numbers; readdir gives every name with its
+** inode, and only names missing from the index, or with another inode,
+** are read. The index is a cache: rewritten (temp file + rename) by any
+** scan that found it 16 entries off; a broken one is ignored.
+**   procmon-done-index 2\n, then per record:
+**   <id> <ino> <started_at> <expires_at or -> <len>\n<text>\n
+** It is mapped (MAP_POPULATE: no page fault per 4 KiB) and its texts are
+** used in place: on the benchmark VM, touching fresh memory cost more than
+** the reads themselves.
+*/
+#define INDEX_NAME ".done-index"
+#define INDEX_MAGIC "procmon-done-index 2\n"
+
+static size_t hash_id(const char *id, size_t n) {
+  size_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)id[i]) * 16777619u;
+  return h;
+}
+
+static void index_insert(scan_t *s, const idx_slot_t *e) {
+  size_t i = hash_id(e->id, e->idlen) & (s->nslots - 1);
+  while (s->slots[i].id) i = (i + 1) & (s->nslots - 1);
+  s->slots[i] = *e;
+}
+
+/* Walks the entries after the magic line; calls index_insert when 'insert'.
+** Returns the number of entries, or -1 when the file is malformed. */
+static long index_walk(scan_t *s, size_t size, int insert) {
+  const char *p = s->idx + sizeof INDEX_MAGIC - 1, *end = s->idx + size;
+  long n = 0;
+  while (p < end) {
+    idx_slot_t e;
+    char *q;
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    if (sp == NULL || sp == p || sp - p > ID_MAX) return -1;
+    e.id = p;
+    e.idlen = (size_t)(sp - p);
+    e.ino = strtoull(sp + 1, &q, 10);
+    if (*q != ' ') return -1;
+    e.started_at = strtod(q + 1, &q);
+    if (*q != ' ') return -1;
+    e.has_expiry = q[1] != '-';
+    e.expires_at = e.has_expiry ? strtod(q + 1, &q) : (q += 2, 0);
+    if (*q != ' ') return -1;
+    e.len = strtoull(q + 1, &q, 10);
+    if (*q != '\n' || e.len > (size_t)(end - q) - 2 || q[1 + e.len] != '\n') return -1;
+    e.off = (size_t)(q + 1 - s->idx);
+    if (insert) index_insert(s, &e);
+    p = q + 2 + e.len;
+    n++;
+  }
+  return n;
+}
+
+/* Loads <root>/.done-index into s (nothing when missing or malformed). */
+static void index_load(scan_t *s, int root) {
+  struct stat st;
+  long n;
+  void *m;
+  int fd = openat(root, INDEX_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > (off_t)sizeof INDEX_MAGIC &&
+      (m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)) !=
+          MAP_FAILED) {
+    s->idx = (char *)m;
+    s->idx_size = (size_t)st.st_size;
+    if (strncmp(s->idx, INDEX_MAGIC, sizeof INDEX_MAGIC - 1) == 0 &&
+        (n = index_walk(s, (size_t)st.st_size, 0)) > 0) {
+      for (s->nslots = 16; s->nslots < (size_t)n * 2; s->nslots *= 2) {}
+      s->slots = (idx_slot_t *)calloc(s->nslots, sizeof *s->slots);
+      if (s->slots) index_walk(s, (size_t)st.st_size, 1);
+      s->idx_count = (size_t)n;
+    }
+  }
+  close(fd);
+}
+
+/* The index's entry for 'id' if it has it with inode 'ino', else NULL. */
+static const idx_slot_t *index_find(scan_t *s, const char *id, unsigned long long ino) {
+  size_t n = strlen(id), i;
+  if (s->slots == NULL) return NULL;
+  for (i = hash_id(id, n) & (s->nslots - 1); s->slots[i].id; i = (i + 1) & (s->nslots - 1)) {
+    const idx_slot_t *e = &s->slots[i];
+    if (e->idlen == n && memcmp(e->id, id, n) == 0) return e->ino == ino ? e : NULL;
+  }
+  return NULL;
+}
+
+static const char *entry_text(const scan_t *s, const entry_t *e) {
+  return (e->in_idx ? s->idx : s->arena) + e->off;
+}
+
+/* Rewrites the index from the finished records of this scan, when it was
+** 16 or more entries off (new records read, or gone ones still in it). */
+static void index_save(scan_t *s, int root) {
+  char tmp[NAME_BUF];
+  FILE *f;
+  int fd, err = 0;
+  if (s->misses < 16 && s->idx_count - s->hits < 16) return;
+  snprintf(tmp, sizeof tmp, ".tmp-idx-%ld", (long)getpid());
+  fd = openat(root, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  fputs(INDEX_MAGIC, f);
+  for (size_t i = 0; i < s->n; i++) {
+    const entry_t *e = &s->ents[i];
+    if (e->cls) continue;
+    fprintf(f, "%s %llu %.17g ", e->id, e->ino, e->started_at);
+    if (e->has_expiry) fprintf(f, "%.17g %zu\n", e->expires_at, e->len);
+    else fprintf(f, "- %zu\n", e->len);
+    fwrite(entry_text(s, e), 1, e->len, f);
+    fputc('\n', f);
+  }
+  err = ferror(f);
+  if (fclose(f) != 0 || err || renameat(root, tmp, root, INDEX_NAME) != 0)
+    unlinkat(root, tmp, 0);
+}
+
+/* }=== */
 
 typedef struct scan_opts {
   int all;          /* finished records too */
@@ -323,28 +473,60 @@ typedef struct scan_opts {
   int done_fd;      /* to drop running files whose end is recorded */
 } scan_opts_t;
 
+static entry_t *new_entry(scan_t *s, const char *id, unsigned long long ino) {
+  entry_t *e;
+  if (reserve((void **)&s->ents, &s->ecap, s->n + 1, sizeof *s->ents) != 0) return NULL;
+  e = &s->ents[s->n++];
+  memset(e, 0, sizeof *e);
+  e->ino = ino;
+  memcpy(e->id, id, strlen(id) + 1);
+  return e;
+}
+
+/* A finished record the index has: no file to read. */
+static void take_indexed(scan_t *s, const idx_slot_t *x, const char *id,
+                         const scan_opts_t *o) {
+  entry_t *e;
+  s->hits++;
+  if (x->has_expiry && x->expires_at <= o->now) return;
+  if ((e = new_entry(s, id, x->ino)) == NULL) return;
+  e->off = x->off;
+  e->len = x->len;
+  e->in_idx = 1;
+  e->started_at = x->started_at;
+  e->expires_at = x->expires_at;
+  e->has_expiry = x->has_expiry;
+}
+
 /* Reads one record file into the scan; skips what does not belong. */
-static void scan_file(scan_t *s, int dirfd, const char *name, int running,
+static void scan_file(scan_t *s, int dirfd, const struct dirent *de, int running,
                       const scan_opts_t *o) {
   rec_info_t r;
   entry_t *e;
   char id[ID_MAX + 1];
+  unsigned long long ino = (unsigned long long)de->d_ino;
+  const idx_slot_t *x;
   ssize_t n;
-  if (!record_id(name, ".json", id)) return;
-  if (running && faccessat(o->done_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+  if (!record_id(de->d_name, ".json", id)) return;
+  if (running && faccessat(o->done_fd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
     return;  /* its end is recorded: the running file is a leftover */
-  if ((n = slurp(s, dirfd, name)) <= 0) return;
+  if (!running && (x = index_find(s, id, ino)) != NULL) {
+    take_indexed(s, x, id, o);
+    return;
+  }
+  if ((n = slurp(s, dirfd, de->d_name, &ino)) <= 0) return;
+  s->misses += !running;
   if (scan_record(s->arena + s->used, &r) != 0) return;
   if (!running && r.has_expiry && r.expires_at <= o->now) return;
-  if (reserve((void **)&s->ents, &s->ecap, s->n + 1, sizeof *s->ents) != 0) return;
-  e = &s->ents[s->n++];
+  if ((e = new_entry(s, id, ino)) == NULL) return;
   e->off = s->used;
   while (n > 0 && (s->arena[s->used + n - 1] == '\n' || s->arena[s->used + n - 1] == ' '))
     n--;  /* the newline at the end of the file */
   e->len = (size_t)n;
   e->started_at = r.started_at;
+  e->expires_at = r.expires_at;
+  e->has_expiry = r.has_expiry;
   e->cls = running ? classify(&r) : NULL;
-  memcpy(e->id, id, sizeof id);
   s->used += (size_t)n + 1;
 }
 
@@ -360,7 +542,7 @@ static int scan_dir(scan_t *s, int dirfd, int running, const scan_opts_t *o) {
     return -1;
   }
   while ((de = readdir(d)) != NULL)
-    if (de->d_name[0] != '.') scan_file(s, dirfd, de->d_name, running, o);
+    if (de->d_name[0] != '.') scan_file(s, dirfd, de, running, o);
   closedir(d);
   return 0;
 }
@@ -435,11 +617,13 @@ static scan_t *scan_collect(lua_State *L) {
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, PM_SCAN_MT);
   load_self();
+  if (o.all) index_load(s, d->root);
   if (scan_dir(s, d->sub[SUB_RUNNING], 1, &o) != 0 ||
       (o.all && scan_dir(s, d->sub[SUB_DONE], 0, &o) != 0)) {
     pm_fail(L, pm_errno(), "monitor scan");
     return NULL;
   }
+  if (o.all) index_save(s, d->root);
   if (s->n > 1) qsort(s->ents, s->n, sizeof *s->ents, entry_cmp);
   return s;
 }
@@ -452,7 +636,7 @@ static int dir_scan(lua_State *L) {
   lua_createtable(L, (int)s->n, 0);
   lua_createtable(L, 0, 0);
   for (size_t i = 0; i < s->n; i++) {
-    lua_pushlstring(L, s->arena + s->ents[i].off, s->ents[i].len);
+    lua_pushlstring(L, entry_text(s, &s->ents[i]), s->ents[i].len);
     lua_rawseti(L, -3, (lua_Integer)i + 1);
     if (s->ents[i].cls) {
       lua_pushstring(L, s->ents[i].cls);
@@ -462,27 +646,44 @@ static int dir_scan(lua_State *L) {
   return 2;
 }
 
-/* d:scan_json(all, now) -> the records as one JSON array (newest first,
-** one per line), or nil when a running record needs Lua (lost, or owned
-** by this process): `procrun ps --json` without a string per record. */
-static int dir_scan_json(lua_State *L) {
-  luaL_Buffer b;
+/* writev of 'n' pieces, in batches, until everything is written. */
+static int write_pieces(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n < 1024 ? n : 1024);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    while (n > 0 && (size_t)w >= iov->iov_len) w -= (ssize_t)iov->iov_len, iov++, n--;
+    if (n > 0) iov->iov_base = (char *)iov->iov_base + w, iov->iov_len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* d:print_json(all, now) -> true, having written the records to stdout as
+** one JSON array (newest first, one per line) | nil when a running record
+** needs Lua first (lost, or owned by this process) | fail. `procrun ps
+** --json` without a Lua string per record, nor one for them all. */
+static int dir_print_json(lua_State *L) {
+  static char open_s[] = "[\n", sep[] = ",\n", close_s[] = "\n]\n", empty[] = "[]\n";
   scan_t *s = scan_collect(L);
-  size_t total = 4;
+  struct iovec *iov;
+  int n = 0;
   if (s == NULL) return 3;
   for (size_t i = 0; i < s->n; i++) {
     const char *c = s->ents[i].cls;
     if (c && strcmp(c, "alive") != 0 && strcmp(c, "ending") != 0) return 0;
-    total += s->ents[i].len + 2;
   }
-  luaL_buffinitsize(L, &b, total);
-  luaL_addstring(&b, s->n ? "[\n" : "[");
+  iov = (struct iovec *)pm_scratch(L, (2 * s->n + 2) * sizeof *iov);
+  iov[n].iov_base = s->n ? open_s : empty;
+  iov[n++].iov_len = s->n ? 2 : 3;
   for (size_t i = 0; i < s->n; i++) {
-    if (i > 0) luaL_addstring(&b, ",\n");
-    luaL_addlstring(&b, s->arena + s->ents[i].off, s->ents[i].len);
+    if (i > 0) iov[n].iov_base = sep, iov[n++].iov_len = 2;
+    iov[n].iov_base = (char *)entry_text(s, &s->ents[i]);
+    iov[n++].iov_len = s->ents[i].len;
   }
-  luaL_addstring(&b, s->n ? "\n]\n" : "]\n");
-  luaL_pushresult(&b);
+  if (s->n) iov[n].iov_base = close_s, iov[n++].iov_len = 3;
+  fflush(stdout);  /* what Lua's io.stdout may hold goes first */
+  if (write_pieces(STDOUT_FILENO, iov, n) != 0) return pm_fail(L, pm_errno(), "write");
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -497,7 +698,7 @@ static int dir_read(lua_State *L) {
   rec_info_t r;
   file_name(L, 3, luaL_optstring(L, 4, ".json"), name);
   memset(&s, 0, sizeof s);
-  n = slurp(&s, d->sub[sub], name);
+  n = slurp(&s, d->sub[sub], name, NULL);
   if (n < 0) {
     int err = errno;
     free(s.arena);
@@ -654,7 +855,7 @@ static int purge_done(mondir_t *d, const char *name, double now) {
            unlinkat(d->sub[SUB_DONE], name, 0) == 0;
   if (!record_id(name, ".json", id)) return 0;
   memset(&s, 0, sizeof s);
-  n = slurp(&s, d->sub[SUB_DONE], name);
+  n = slurp(&s, d->sub[SUB_DONE], name, NULL);
   if (n >= 0 && (scan_record(s.arena, &r) != 0 ||
                  (r.has_expiry && r.expires_at <= now)))
     gone = unlinkat(d->sub[SUB_DONE], name, 0) == 0;
@@ -942,7 +1143,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *m) {
 
 int pm_open_mondir(lua_State *L) {
   static const luaL_Reg dir_m[] = {
-    {"scan", dir_scan}, {"scan_json", dir_scan_json}, {"read", dir_read}, {"write", dir_write},
+    {"scan", dir_scan}, {"print_json", dir_print_json}, {"read", dir_read}, {"write", dir_write},
     {"remove", dir_remove}, {"exists", dir_exists}, {"ids", dir_ids},
     {"purge", dir_purge}, {"lock", dir_lock}, {"close", dir_close},
     {"__gc", dir_close}, {"__close", dir_close}, {NULL, NULL}

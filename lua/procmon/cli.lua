@@ -161,13 +161,9 @@ function commands.ps(args)
   local mon, msg = open_monitor(opts)
   if not mon then return fail("ps", msg) end
   if opts["--json"] then
-    local fast, fmsg = mon._d:scan_json(all)   -- every record as stored
-    if fast then
-      io.stdout:write(fast)
-      return 0
-    elseif fmsg then
-      return fail("ps", fmsg)
-    end
+    local fast, fmsg = mon._d:print_json(all)   -- every record as stored
+    if fast then return 0 end
+    if fmsg then return fail("ps", fmsg) end
     local recs, texts = mon:_scan(all, true)  -- some need rewriting (lost)
     if not recs then return fail("ps", texts) end
     local keep = {}
