@@ -444,9 +444,12 @@ function Job:_restart(delay, last)
   self.restarts = self.restarts + 1
   self.record.restarts = self.restarts
   self.record.exit_code, self.record.signal, self.record.reason = nil, nil, nil
-  d:write("running", self.id, encode(self.record))
-  return fire(self.monitor, "restart", self.record,
+  -- Handlers first: a log line "restarting" then comes before what the new
+  -- run prints (a record write can take milliseconds on a busy ext4).
+  local err = fire(self.monitor, "restart", self.record,
     { delay = delay, restarts = self.restarts, result = last })
+  d:write("running", self.id, encode(self.record))
+  return err
 end
 
 --- The job is over: final record, events, waiters.
