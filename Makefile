@@ -37,7 +37,7 @@ test: deps all
 	spec/run $(BUILD)/procrun
 	spec/run lua5.4
 	PROCMON_NO_PIDFD=1 spec/run $(BUILD)/procrun spec/process_spec.lua spec/capture_spec.lua \
-	  spec/gc_spec.lua spec/task_spec.lua
+	  spec/gc_spec.lua spec/task_spec.lua spec/spawn_spec.lua
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps

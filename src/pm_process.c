@@ -1,6 +1,6 @@
 /*
-** Child processes: spawn (posix_spawn, own process group, no inherited
-** descriptors), the exit watch (a pidfd polled by the loop), timeouts,
+** Child processes: spawn (own process group, no inherited descriptors,
+** death signal: pm_spawn.c), the exit watch (a pidfd polled by the loop), timeouts,
 ** kill escalation, the Result, and the Process methods.
 **
 ** Lifecycle of a record: spawned -> exited (reaped) -> settled (exit seen
@@ -12,11 +12,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -414,9 +412,10 @@ static void proc_exited(pm_proc_t *p, int status) {
 typedef struct spawn_spec {
   const char *file;     /* argv[0], or the resolved path */
   const char *cwd;
-  const char *path;     /* PATH to search when the child's differs */
+  const char *path;     /* the child's PATH, searched here */
   char **argv, **envp;
   int shell, detached, clear_env, kill_signal;
+  int stage;            /* PM_SPAWN_* step of a spawn failure */
   double timeout, idle_timeout, kill_grace;
   size_t max_buffer;
 } spawn_spec_t;
@@ -512,12 +511,13 @@ static void build_env(lua_State *L, spawn_spec_t *sp) {
   lua_pop(L, 1);
 }
 
-/* Finds 'file' in the child's PATH; pushes the full path (or leaves the
-** name, which then fails with ENOENT as exec would). */
+/* Finds 'file' in the child's PATH, here: the child only calls execve.
+** Leaves sp->file NULL when no directory has it (ENOENT, as execvp). */
 static void resolve_path(lua_State *L, spawn_spec_t *sp) {
   const char *dir = sp->path, *end;
-  if (sp->path == NULL || strchr(sp->file, '/')) return;
-  for (; *dir; dir = *end ? end + 1 : end) {
+  if (strchr(sp->file, '/')) return;
+  if (dir == NULL && (dir = getenv("PATH")) == NULL) dir = "/bin:/usr/bin";
+  for (; *sp->file && *dir; dir = *end ? end + 1 : end) {
     end = strchr(dir, ':');
     if (end == NULL) end = dir + strlen(dir);
     if (end > dir) lua_pushlstring(L, dir, (size_t)(end - dir));
@@ -530,6 +530,7 @@ static void resolve_path(lua_State *L, spawn_spec_t *sp) {
     }
     lua_pop(L, 2);
   }
+  sp->file = NULL;
 }
 
 /* {=== spawn: options ===} */
@@ -575,61 +576,30 @@ static pm_proc_box_t *new_box(lua_State *L) {
 
 /* {=== spawn: the system call ===} */
 
-static int add_stdio_actions(posix_spawn_file_actions_t *fa, pm_stream_t io[3]) {
-  int r = 0;
-  for (int fd = 0; fd < 3 && r == 0; fd++) {
-    if (io[fd].mode == PM_IO_NULL)
-      r = posix_spawn_file_actions_addopen(fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
-    else if (io[fd].child_fd >= 0)
-      r = posix_spawn_file_actions_adddup2(fa, io[fd].child_fd, fd);
-  }
-  /* Only 0, 1 and 2 reach the child: a hook's background job must not
-  ** hold a pipe that Claude Code reads until EOF. */
-  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np(fa, 3);
-  return r;
-}
-
-static int set_attributes(posix_spawnattr_t *at, int detached) {
-  sigset_t none, all;
-  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-  sigemptyset(&none);
-  sigfillset(&all);  /* SIGPIPE is ignored here; the child gets the default */
-  flags |= detached ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP;
-  posix_spawnattr_setsigmask(at, &none);
-  posix_spawnattr_setsigdefault(at, &all);
-  posix_spawnattr_setpgroup(at, 0);
-  return posix_spawnattr_setflags(at, flags);
-}
-
-/* Returns 0 or an errno value. */
-static int do_spawn(spawn_spec_t *sp, pm_stream_t io[3], pid_t *pid) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  char **envp = sp->envp ? sp->envp : environ;
-  int r;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&at);
-  r = add_stdio_actions(&fa, io);
-  if (r == 0 && sp->cwd) r = posix_spawn_file_actions_addchdir_np(&fa, sp->cwd);
-  if (r == 0) r = set_attributes(&at, sp->detached);
-  if (r == 0) {
-    if (strchr(sp->file, '/')) r = posix_spawn(pid, sp->file, &fa, &at, sp->argv, envp);
-    else r = posix_spawnp(pid, sp->file, &fa, &at, sp->argv, envp);
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  return r;
+/* Returns 0 or a libuv error; sp->stage says which step failed. */
+static int do_spawn(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3], pid_t *pid, int *pidfd) {
+  pm_spawn_t r;
+  int err;
+  memset(&r, 0, sizeof r);
+  r.file = sp->file;
+  r.argv = sp->argv;
+  r.envp = sp->envp ? sp->envp : environ;
+  r.cwd = sp->cwd;
+  for (int fd = 0; fd < 3; fd++) r.fds[fd] = io[fd].child_fd;
+  r.detached = sp->detached;
+  r.want_pidfd = !pm_ctx(L)->no_pidfd;
+  err = pm_spawn(&r);
+  sp->stage = r.stage;
+  *pid = r.pid;
+  *pidfd = r.pidfd;
+  return err;
 }
 
 /* Says whether the command or the working directory was the problem. */
 static int spawn_failure(lua_State *L, spawn_spec_t *sp, int err) {
-  struct stat st;
-  if (sp->cwd && (stat(sp->cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
-    int cwd_err = errno ? uv_translate_sys_error(errno) : UV_ENOTDIR;
-    if (stat(sp->cwd, &st) == 0) cwd_err = UV_ENOTDIR;
-    return pm_fail(L, cwd_err, "spawn '%s': cwd '%s'", sp->argv[0], sp->cwd);
-  }
-  return pm_fail(L, uv_translate_sys_error(err), "spawn '%s'", sp->argv[0]);
+  if (sp->stage == PM_SPAWN_CWD)
+    return pm_fail(L, err, "spawn '%s': cwd '%s'", sp->argv[0], sp->cwd);
+  return pm_fail(L, err, "spawn '%s'", sp->argv[0]);
 }
 
 /* {=== spawn: the record ===} */
@@ -710,10 +680,11 @@ static void parse_spawn_args(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3]) 
 }
 
 /* The child runs: watch it; on failure kill it and return fail. */
-static int start_watching(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3], pid_t pid) {
+static int start_watching(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3], pid_t pid,
+                          int pidfd) {
   pm_ctx_t *ctx = pm_ctx(L);
-  int pidfd = ctx->no_pidfd ? -1 : pidfd_open(pid, 0);
   pm_proc_t *p = NULL;
+  if (pidfd < 0 && !ctx->no_pidfd) pidfd = pidfd_open(pid, 0);  /* no CLONE_PIDFD */
   if ((pidfd < 0 && !ctx->no_pidfd) || (p = new_record(L, sp, io, pid, pidfd)) == NULL) {
     int err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
     if (pidfd >= 0) close(pidfd);
@@ -732,19 +703,20 @@ static int proc_spawn(lua_State *L) {
   spawn_spec_t sp;
   pm_stream_t io[3];
   pid_t pid;
-  int r;
+  int r, pidfd;
   if (pm_interrupted()) return pm_raise_interrupted(L, 1);  /* no new child */
   parse_spawn_args(L, &sp, io);
   new_box(L);
+  if (sp.file == NULL) return pm_fail(L, UV_ENOENT, "spawn '%s'", sp.argv[0]);
   if ((r = pm_stdio_prepare(L, io, sp.argv[0])) != 0) return r;
   sigchld_start(pm_ctx(L));
-  r = do_spawn(&sp, io, &pid);
+  r = do_spawn(L, &sp, io, &pid, &pidfd);
   pm_stdio_close_child_ends(io);
   if (r != 0) {
     pm_stdio_abort(io);
     return spawn_failure(L, &sp, r);
   }
-  return start_watching(L, &sp, io, pid);
+  return start_watching(L, &sp, io, pid, pidfd);
 }
 
 /* {=== Process methods ===} */
@@ -963,15 +935,6 @@ void pm_proc_kill_all(pm_ctx_t *ctx) {
   }
 }
 
-static void raise_fd_limit(void) {
-  struct rlimit rl;
-  /* Each child needs a pidfd and up to three pipes. */
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 /* A write to a child that exited must be an EPIPE failure, not the death
 ** of the host (a stock lua5.4 keeps SIGPIPE's default). A host's own
 ** handler is left alone. */
@@ -1004,7 +967,7 @@ int pm_open_process(lua_State *L) {
   lua_setfield(L, -2, "active");
   lua_pushcfunction(L, proc_check_spawn);
   lua_setfield(L, -2, "_check_spawn");
-  raise_fd_limit();
+  pm_fd_limit_init();  /* the limit children get back */
   ignore_sigpipe();
   return 0;
 }

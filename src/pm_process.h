@@ -65,6 +65,25 @@ struct pm_proc {
   unsigned long output_reads, grace_reads; /* reads so far; at the exit */
 };
 
+/* pm_spawn.c: the system call. Steps a failure is reported for. */
+enum { PM_SPAWN_SETUP, PM_SPAWN_STDIO, PM_SPAWN_CWD, PM_SPAWN_EXEC };
+
+typedef struct pm_spawn {
+  const char *file;     /* a path: the PATH search is done already */
+  char *const *argv, *const *envp;
+  const char *cwd;      /* NULL: ours */
+  int fds[3];           /* the child's 0, 1 and 2; -1 inherits ours */
+  int detached;         /* own session and no death signal */
+  int want_pidfd;
+  pid_t pid;            /* out */
+  int pidfd;            /* out: -1 without want_pidfd or kernel support */
+  int stage;            /* out: PM_SPAWN_* of a failure */
+} pm_spawn_t;
+
+int pm_spawn(pm_spawn_t *r);
+void pm_fd_limit_init(void);
+int pm_fd_pressure(int fd);
+
 /* pm_stdio.c */
 int pm_stdio_parse(lua_State *L, int arg, pm_stream_t io[3], int detached);
 int pm_stdio_prepare(lua_State *L, pm_stream_t io[3], const char *what);

@@ -117,31 +117,58 @@ int pm_stdio_parse(lua_State *L, int arg, pm_stream_t io[3], int detached) {
 
 /* {=== descriptors ===} */
 
+/* open(2) that makes room (pm_fd_pressure) when descriptors run short. */
+static int open_fd(const char *path, int flags) {
+  int fd = open(path, flags, 0666);
+  if (fd < 0 && pm_fd_pressure(-1)) fd = open(path, flags, 0666);
+  if (fd >= 0) pm_fd_pressure(fd);
+  return fd;
+}
+
 static int open_file(pm_stream_t *s) {
   int flags = O_CLOEXEC | (s->fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT |
                                         (s->append ? O_APPEND : O_TRUNC));
-  s->child_fd = open(s->path, flags, 0666);
+  s->child_fd = open_fd(s->path, flags);
+  return s->child_fd < 0 ? pm_errno() : 0;
+}
+
+/* "null" is opened here, so that the child only has to dup2. */
+static int open_null(pm_stream_t *s) {
+  s->child_fd = open_fd("/dev/null", O_CLOEXEC | (s->fd == 0 ? O_RDONLY : O_WRONLY));
   return s->child_fd < 0 ? pm_errno() : 0;
 }
 
 static int open_pipe(pm_stream_t *s) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return pm_errno();
+  if (pipe2(fds, O_CLOEXEC) != 0 && !(pm_fd_pressure(-1) && pipe2(fds, O_CLOEXEC) == 0))
+    return pm_errno();
+  pm_fd_pressure(fds[1]);
   s->child_fd = s->fd == 0 ? fds[0] : fds[1];
   s->parent_fd = s->fd == 0 ? fds[1] : fds[0];
   return 0;
+}
+
+static int open_stdio(pm_stream_t *s) {
+  switch (s->mode) {
+    case PM_IO_FILE: return open_file(s);
+    case PM_IO_PIPE: return open_pipe(s);
+    case PM_IO_NULL: return open_null(s);
+    default: return 0;
+  }
 }
 
 /* Creates pipes and opens files; 0, or pushes a failure and returns 3. */
 int pm_stdio_prepare(lua_State *L, pm_stream_t io[3], const char *what) {
   for (int fd = 0; fd < 3; fd++) {
     pm_stream_t *s = &io[fd];
-    int err = s->mode == PM_IO_FILE ? open_file(s) : s->mode == PM_IO_PIPE ? open_pipe(s) : 0;
+    int err = open_stdio(s);
     if (err == 0) continue;
     pm_stdio_close_child_ends(io);
     pm_stdio_abort(io);
     if (s->mode == PM_IO_FILE)
       return pm_fail(L, err, "spawn '%s': %s file '%s'", what, io_names[fd], s->path);
+    if (s->mode == PM_IO_NULL)
+      return pm_fail(L, err, "spawn '%s': %s /dev/null", what, io_names[fd]);
     return pm_fail(L, err, "spawn '%s': %s pipe", what, io_names[fd]);
   }
   return 0;
