@@ -10,6 +10,18 @@ H.build = assert(os.getenv("PM_BUILD_DIR"))
 H.procrun = H.build .. "/procrun"
 H.root = os.getenv("PWD")
 
+--- Options for spawning a stock lua5.4 that loads procmon.so: under
+--- `make test-asan` the sanitizer runtimes must come first (PM_PRELOAD).
+function H.lua54_opts(opts)
+  opts = opts or {}
+  local preload = os.getenv("PM_PRELOAD")
+  if preload and not os.getenv("LD_PRELOAD") then
+    opts.env = opts.env or {}
+    opts.env.LD_PRELOAD, opts.env.ASAN_OPTIONS = preload, "detect_leaks=0"
+  end
+  return opts
+end
+
 --- Absolute path of spec/fixtures/<name>.lua.
 function H.fixture(name) return H.root .. "/spec/fixtures/" .. name .. ".lua" end
 

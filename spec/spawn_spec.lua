@@ -5,7 +5,8 @@
 local pm = require "procmon"
 local H = require "helpers"
 
-local INTERPS = { { "procrun", H.procrun }, { "lua5.4", "lua5.4" } }
+local function same(opts) return opts end
+local INTERPS = { { "procrun", H.procrun, same }, { "lua5.4", "lua5.4", H.lua54_opts } }
 
 local dir
 
@@ -41,13 +42,13 @@ describe("spawn", function()
     for _, interp in ipairs(INTERPS) do
       it("takes its children along, not its detached ones (" .. interp[1] .. ")", function()
         local pids
-        local owner = assert(pm.spawn({ interp[2], script("owner.lua", OWNER) }, {
+        local owner = assert(pm.spawn({ interp[2], script("owner.lua", OWNER) }, interp[3]({
           lines = true,
           on_stdout = function(l)
             local a, b = l:match("^(%d+) (%d+)$")
             if a then pids = { tonumber(a), tonumber(b) } end
           end,
-        }))
+        })))
         finally(function()
           if pids then H.kill_group(pids[1]); H.kill_group(pids[2]) end
         end)
@@ -57,6 +58,42 @@ describe("spawn", function()
         assert.is_true(H.eventually(function() return gone(pids[1]) end, 5),
           "the child outlived its owner")
         assert.is_false(gone(pids[2]), "the detached child died with its owner")
+      end)
+    end
+  end)
+
+  describe("under a parent that ignores SIGCHLD", function()
+    -- bash passes an ignored SIGCHLD on to what it execs (dash does not).
+    local IGNORE = 'trap "" CHLD; exec "$0" "$@"'
+    local STATUSES = [[
+      local pm = require "procmon"
+      local seen, out = {}, {}
+      for i = 1, 20 do
+        local r, err = pm.run({ "sh", "-c", "exit 3" })
+        seen[(r and ("%s %s %s"):format(r.code, r.ok, r.reason) or err)] = true
+      end
+      for k in pairs(seen) do out[#out + 1] = k end
+      io.stdout:write(table.concat(out, "\n"))
+    ]]
+
+    setup(function()
+      local r = pm.run({ "sh", "-c", "command -v bash" })
+      if not r.ok then return end
+      r = assert(pm.run({ "bash", "-c", IGNORE, "cat", "/proc/self/status" }))
+      local ign = tonumber(r.stdout:match("SigIgn:%s*(%x+)"), 16)
+      assert.are.equal(1, (ign >> 16) & 1, "bash did not pass SIG_IGN for SIGCHLD on")
+    end)
+
+    for _, interp in ipairs(INTERPS) do
+      it("still reports exit codes, and every spawn succeeds (" .. interp[1] .. ")", function()
+        if not pm.run({ "sh", "-c", "command -v bash" }).ok then
+          pending("needs bash")
+          return
+        end
+        local r = assert(pm.run({ "bash", "-c", IGNORE, interp[2], script("statuses.lua", STATUSES) },
+                                interp[3]({ timeout = 30 })))
+        assert.are.equal("", r.stderr)
+        assert.are.equal("3 false exit", r.stdout)
       end)
     end
   end)
@@ -87,7 +124,7 @@ describe("spawn", function()
           return
         end
         local r = assert(pm.run({ "sh", "-c", 'ulimit -S -n 256 && exec "$@"', "sh",
-                                  interp[2], script("limits.lua", LIMITS) }, { timeout = 30 }))
+                                  interp[2], script("limits.lua", LIMITS) }, interp[3]({ timeout = 30 })))
         assert.are.equal("", r.stderr)
         assert.are.equal("256 256 256", r.stdout)
       end)

@@ -132,6 +132,7 @@ static void install_signals(void) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);  /* a write to a dead child is an error, not death */
+  signal(SIGCHLD, SIG_DFL);  /* an inherited SIG_IGN would discard exit statuses */
 }
 
 /* os.exit(n) after a stop signal still exits 128+signal (atexit runs

@@ -160,6 +160,7 @@ static int ends_process(pm_proc_t *p, int sig) {
 static const char *exit_reason(pm_proc_t *p) {
   if (p->reason) return p->reason;
   if (p->user_signal && ends_process(p, p->user_signal)) return "killed";
+  if (p->status_lost) return "unknown";
   if (WIFSIGNALED(p->status))
     return WTERMSIG(p->status) == p->user_signal ? "killed" : "signal";
   return "exit";
@@ -173,7 +174,7 @@ static void set_number(lua_State *L, const char *k, double v) {
 /* Pushes the Result table; 'spec' is the index of the object's spec table. */
 static void push_result(lua_State *L, pm_proc_t *p, int spec) {
   const char *reason = exit_reason(p);
-  int exited = WIFEXITED(p->status), code = WEXITSTATUS(p->status);
+  int exited = !p->status_lost && WIFEXITED(p->status), code = WEXITSTATUS(p->status);
   lua_createtable(L, 0, 16);
   lua_pushinteger(L, p->pid);
   lua_setfield(L, -2, "pid");
@@ -184,7 +185,7 @@ static void push_result(lua_State *L, pm_proc_t *p, int spec) {
   if (exited) {
     lua_pushinteger(L, code);
     lua_setfield(L, -2, "code");
-  } else if (WIFSIGNALED(p->status)) {
+  } else if (!p->status_lost && WIFSIGNALED(p->status)) {
     pm_push_signal_name(L, WTERMSIG(p->status));
     lua_setfield(L, -2, "signal");
   }
@@ -345,7 +346,9 @@ static void try_reap(pm_proc_t *p) {
   int st = 0;
   pid_t r;
   do r = waitpid(p->pid, &st, WNOHANG); while (r < 0 && errno == EINTR);
-  if (r != 0) proc_exited(p, st);
+  if (r == 0) return;
+  p->status_lost = r < 0;  /* ECHILD: the status is unknown, not "exit 0" */
+  proc_exited(p, st);
 }
 
 static void exit_poll_cb(uv_poll_t *h, int status, int events) {
@@ -898,7 +901,8 @@ static int reap_some(pm_ctx_t *ctx) {
   int left = 0, st;
   for (pm_proc_t *p = ctx->procs; p; p = p->next) {
     if (p->detached || p->exited) continue;
-    if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+    pid_t r = waitpid(p->pid, &st, WNOHANG);
+    if (r == p->pid || (r < 0 && errno == ECHILD)) {
       p->exited = 1;
       p->status = st;
     } else {
@@ -932,6 +936,21 @@ void pm_proc_kill_all(pm_ctx_t *ctx) {
       while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR) {}
       p->exited = 1;
     }
+  }
+}
+
+/* With SIGCHLD ignored (inherited SIG_IGN, or SA_NOCLDWAIT), the kernel
+** discards the children's exit statuses: waitpid fails with ECHILD and a
+** pidfd may name a child already gone. procmon needs them, so the default
+** disposition comes back (a host's own handler stays, without the flag). */
+static void restore_sigchld(void) {
+  struct sigaction old;
+  if (sigaction(SIGCHLD, NULL, &old) != 0) return;
+  if (old.sa_handler == SIG_IGN) {
+    signal(SIGCHLD, SIG_DFL);
+  } else if (old.sa_flags & SA_NOCLDWAIT) {
+    old.sa_flags &= ~SA_NOCLDWAIT;
+    sigaction(SIGCHLD, &old, NULL);
   }
 }
 
@@ -969,5 +988,6 @@ int pm_open_process(lua_State *L) {
   lua_setfield(L, -2, "_check_spawn");
   pm_fd_limit_init();  /* the limit children get back */
   ignore_sigpipe();
+  restore_sigchld();
   return 0;
 }

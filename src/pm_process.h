@@ -60,6 +60,7 @@ struct pm_proc {
   size_t max_buffer;
   const char *reason;   /* set when procmon itself stops the child */
   int truncated;
+  int status_lost;      /* waitpid said ECHILD: someone else took the status */
   double started_at, ended_at;
   uint64_t kill_deadline; /* loop time (ms) of the SIGKILL */
   unsigned long output_reads, grace_reads; /* reads so far; at the exit */
