@@ -10,17 +10,9 @@ H.build = assert(os.getenv("PM_BUILD_DIR"))
 H.procrun = H.build .. "/procrun"
 H.root = os.getenv("PWD")
 
---- Options for spawning a stock lua5.4 that loads procmon.so: under
---- `make test-asan` the sanitizer runtimes must come first (PM_PRELOAD).
-function H.lua54_opts(opts)
-  opts = opts or {}
-  local preload = os.getenv("PM_PRELOAD")
-  if preload and not os.getenv("LD_PRELOAD") then
-    opts.env = opts.env or {}
-    opts.env.LD_PRELOAD, opts.env.ASAN_OPTIONS = preload, "detect_leaks=0"
-  end
-  return opts
-end
+--- A stock lua5.4 that can load procmon.so (under `make test-asan`, a
+--- wrapper that preloads the sanitizer runtimes).
+H.lua54 = os.getenv("PM_LUA54") or "lua5.4"
 
 --- Absolute path of spec/fixtures/<name>.lua.
 function H.fixture(name) return H.root .. "/spec/fixtures/" .. name .. ".lua" end

@@ -5,8 +5,7 @@
 local pm = require "procmon"
 local H = require "helpers"
 
-local function same(opts) return opts end
-local INTERPS = { { "procrun", H.procrun, same }, { "lua5.4", "lua5.4", H.lua54_opts } }
+local INTERPS = { { "procrun", H.procrun }, { "lua5.4", H.lua54 } }
 
 local dir
 
@@ -42,13 +41,13 @@ describe("spawn", function()
     for _, interp in ipairs(INTERPS) do
       it("takes its children along, not its detached ones (" .. interp[1] .. ")", function()
         local pids
-        local owner = assert(pm.spawn({ interp[2], script("owner.lua", OWNER) }, interp[3]({
+        local owner = assert(pm.spawn({ interp[2], script("owner.lua", OWNER) }, {
           lines = true,
           on_stdout = function(l)
             local a, b = l:match("^(%d+) (%d+)$")
             if a then pids = { tonumber(a), tonumber(b) } end
           end,
-        })))
+        }))
         finally(function()
           if pids then H.kill_group(pids[1]); H.kill_group(pids[2]) end
         end)
@@ -91,7 +90,7 @@ describe("spawn", function()
           return
         end
         local r = assert(pm.run({ "bash", "-c", IGNORE, interp[2], script("statuses.lua", STATUSES) },
-                                interp[3]({ timeout = 30 })))
+                                { timeout = 30 }))
         assert.are.equal("", r.stderr)
         assert.are.equal("3 false exit", r.stdout)
       end)
@@ -124,7 +123,7 @@ describe("spawn", function()
           return
         end
         local r = assert(pm.run({ "sh", "-c", 'ulimit -S -n 256 && exec "$@"', "sh",
-                                  interp[2], script("limits.lua", LIMITS) }, interp[3]({ timeout = 30 })))
+                                  interp[2], script("limits.lua", LIMITS) }, { timeout = 30 }))
         assert.are.equal("", r.stderr)
         assert.are.equal("256 256 256", r.stdout)
       end)

@@ -24,18 +24,21 @@
 
 extern char **environ;
 
+/* The default bound of a line given to a line callback. */
+#define PM_MAX_LINE ((size_t)1 << 20)
+
 /* How long a grandchild may hold an output pipe after the child exited. */
 #define PM_PIPE_GRACE_MS 250
 
 static const char *const spawn_options[] = {
   "cwd", "env", "clear_env", "shell", "stdin", "input", "stdout", "stderr",
   "on_stdout", "on_stderr", "lines", "timeout", "idle_timeout",
-  "kill_signal", "kill_grace", "max_buffer", "detached", "on_exit", "name",
+  "kill_signal", "kill_grace", "max_buffer", "max_line", "detached", "on_exit", "name",
   NULL
 };
 
 /* Uservalue slots of a Process object. */
-enum { UV_SPEC = 1, UV_RESULT, UV_WAITERS, UV_COUNT = UV_WAITERS };
+enum { UV_SPEC = 1, UV_RESULT, UV_WAITERS, UV_DRAIN, UV_COUNT = UV_DRAIN };
 
 /* {=== the record's handles ===} */
 
@@ -420,7 +423,7 @@ typedef struct spawn_spec {
   int shell, detached, clear_env, kill_signal;
   int stage;            /* PM_SPAWN_* step of a spawn failure */
   double timeout, idle_timeout, kill_grace;
-  size_t max_buffer;
+  size_t max_buffer, max_line;
 } spawn_spec_t;
 
 /* Keeps 'idx' alive in the anchor table at 3 and returns its string. */
@@ -550,6 +553,15 @@ static void parse_scalars(lua_State *L, spawn_spec_t *sp) {
   sp->kill_grace = pm_opt_seconds(L, 2, "kill_grace", 2);
   sp->kill_signal = pm_opt_signal(L, 2, "kill_signal", "TERM");
   sp->max_buffer = pm_opt_size(L, 2, "max_buffer", (size_t)64 << 20);
+  /* Line callbacks keep at most this much of a line: 1 MiB, or less when
+  ** max_buffer asks for less. */
+  sp->max_line = pm_opt_size(L, 2, "max_line", sp->max_buffer < PM_MAX_LINE ? sp->max_buffer : PM_MAX_LINE);
+  if (sp->max_line == 0) {
+    lua_getfield(L, 2, "max_line");
+    luaL_argcheck(L, lua_isnil(L, -1), 2, "option 'max_line': must be at least 1 byte");
+    lua_pop(L, 1);
+    sp->max_line = 1;
+  }
   pm_opt_string(L, 2, "name", NULL);
   pm_opt_bool(L, 2, "lines");
 }
@@ -640,7 +652,10 @@ static pm_proc_t *new_record(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3],
   p->max_buffer = sp->max_buffer;
   p->started_at = pm_wall_time();
   memcpy(p->io, io, sizeof p->io);
-  for (int i = 0; i < 3; i++) p->io[i].proc = p;
+  for (int i = 0; i < 3; i++) {
+    p->io[i].proc = p;
+    p->io[i].max_line = sp->max_line;
+  }
   lua_pushvalue(L, -1);
   p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   p->box->p = p;
@@ -754,12 +769,56 @@ static int proc_running(lua_State *L) {
   return 1;
 }
 
-/* p:write(data) -> true | nil, msg, code (EPIPE once the child is gone). */
+/* p:_write(data) -> true | false (the queue is full: nothing written) |
+** nil, msg, code (EPIPE once the child is gone). procmon.api's p:write
+** waits for the queue to drain on false. */
 static int proc_write(lua_State *L) {
   pm_proc_t *p = check_open(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   return pm_stdio_write(L, p, data, len);
+}
+
+/* p:_on_drain(fn) -> true: fn() once the stdin queue is below the mark or
+** the pipe is gone; false (fn not kept) when that is the case now. */
+static int proc_on_drain(lua_State *L) {
+  pm_proc_t *p = check_open(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (p == NULL || !pm_stdio_write_full(p)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (lua_getiuservalue(L, 1, UV_DRAIN) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, UV_DRAIN);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  p->drain_waiting = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Called by pm_stdio.c when the stdin queue went below the mark or the
+** pipe closed: wakes the writers waiting in p:write. */
+void pm_proc_drained(pm_proc_t *p) {
+  lua_State *L = p->ctx->L;
+  int obj, n;
+  if (!p->drain_waiting || p->ctx->closing || p->box == NULL) return;
+  p->drain_waiting = 0;
+  push_object(L, p);
+  obj = lua_gettop(L);
+  lua_getiuservalue(L, obj, UV_DRAIN);
+  lua_pushnil(L);
+  lua_setiuservalue(L, obj, UV_DRAIN);
+  n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    pm_call(p->ctx, 0);
+  }
+  lua_settop(L, obj - 1);
 }
 
 static int proc_close_stdin(lua_State *L) {
@@ -965,7 +1024,8 @@ static void ignore_sigpipe(void) {
 
 int pm_open_process(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"kill", proc_kill}, {"running", proc_running}, {"write", proc_write},
+    {"kill", proc_kill}, {"running", proc_running}, {"_write", proc_write},
+    {"_on_drain", proc_on_drain},
     {"close_stdin", proc_close_stdin}, {"_result", proc_result},
     {"_on_settle", proc_on_settle}, {"_off_settle", proc_off_settle}, {NULL, NULL}
   };

@@ -28,6 +28,7 @@ typedef struct pm_stream {
   int done;             /* EOF seen or reading given up */
   int has_cb;           /* a Lua callback gets the data, no capture */
   int lines;            /* the callback gets whole lines */
+  size_t max_line;      /* longer lines go out in pieces of this size */
   int closing_stdin;    /* shutdown requested */
   char *buf;            /* capture buffer, or the callback read buffer */
   size_t len, cap;
@@ -55,6 +56,7 @@ struct pm_proc {
   pm_stream_t io[3];
   int detached, exited, settled, status, killing, user_signal;
   int holds_ref;        /* without pidfd: counted in ctx->sigchld_refs */
+  int drain_waiting;    /* p:write waits for the stdin queue to drain */
   int kill_signal;
   double kill_grace, timeout, idle_timeout;
   size_t max_buffer;
@@ -95,6 +97,7 @@ void pm_stdio_finish(struct pm_proc *p);
 void pm_stdio_push_output(lua_State *L, struct pm_proc *p, int fd);
 void pm_stdio_free(struct pm_proc *p);
 int pm_stdio_write(lua_State *L, struct pm_proc *p, const char *data, size_t len);
+int pm_stdio_write_full(struct pm_proc *p);
 int pm_stdio_close_stdin(struct pm_proc *p);
 
 /* pm_process.c */
@@ -103,5 +106,6 @@ void pm_proc_output_activity(struct pm_proc *p);
 void pm_proc_stream_done(struct pm_proc *p);
 void pm_proc_terminate(struct pm_proc *p, const char *reason);
 int pm_proc_push_callback(struct pm_proc *p, const char *name);
+void pm_proc_drained(struct pm_proc *p);
 
 #endif

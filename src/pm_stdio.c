@@ -198,6 +198,7 @@ typedef struct chunk {
 } chunk_t;
 
 static void append_carry(pm_stream_t *s, const char *d, size_t n) {
+  if (n == 0) return;
   if (s->carry_len + n > s->carry_cap) {
     size_t cap = s->carry_cap ? s->carry_cap : 256;
     while (cap < s->carry_len + n) cap *= 2;
@@ -210,17 +211,65 @@ static void append_carry(pm_stream_t *s, const char *d, size_t n) {
   s->carry_len += n;
 }
 
-static void emit_line(lua_State *L, const char *d, size_t n) {
-  if (n > 0 && d[n - 1] == '\r') n--;
+/* One call per line; a piece of a longer line gets a second argument,
+** true: "the line goes on in the next call". */
+static void emit_line(lua_State *L, const char *d, size_t n, int partial) {
+  if (!partial && n > 0 && d[n - 1] == '\r') n--;
   lua_pushvalue(L, 2);
   lua_pushlstring(L, d, n);
-  lua_call(L, 1, 0);
+  if (partial) lua_pushboolean(L, 1);
+  lua_call(L, partial ? 2 : 1, 0);
 }
 
-static void emit_carry(lua_State *L, pm_stream_t *s) {
-  size_t n = s->carry_len;
+/* Where to cut a piece of at most 'max' bytes: before the character that
+** byte 'max' belongs to when it is a UTF-8 continuation byte ('next' is
+** the byte right after the carry), so that no character is split. */
+static size_t piece_end(pm_stream_t *s, size_t max, unsigned char next) {
+  size_t k = max;
+  for (int i = 0; i < 3 && k > 1; i++) {
+    unsigned char b = k < s->carry_len ? (unsigned char)s->carry[k] : next;
+    if ((b & 0xC0) != 0x80) break;
+    k--;
+  }
+  return k;
+}
+
+/* Emits the first piece of the carry (full: max_line bytes) and keeps the
+** few bytes after the cut. */
+static void emit_piece(lua_State *L, pm_stream_t *s, unsigned char next) {
+  size_t k = piece_end(s, s->carry_len, next), rest = s->carry_len - k;
+  char keep[4];
+  memcpy(keep, s->carry + k, rest);
   s->carry_len = 0;  /* first: an error in the callback must not replay it */
-  emit_line(L, s->carry, n);
+  emit_line(L, s->carry, k, 1);
+  append_carry(s, keep, rest);
+}
+
+/*
+** Feeds n bytes of the current line; 'complete': they end it. The carry
+** never holds more than max_line bytes: a longer line goes out in pieces,
+** so that output without newlines ("\r" progress bars, binary data)
+** cannot grow memory without bound.
+*/
+static void feed_line(lua_State *L, pm_stream_t *s, const char *d, size_t n, int complete) {
+  size_t max = s->max_line;
+  if (s->carry_len == 0 && complete && n <= max) {
+    emit_line(L, d, n, 0);
+    return;
+  }
+  while (s->carry_len + n > max) {
+    size_t take = max - s->carry_len;
+    append_carry(s, d, take);
+    d += take;
+    n -= take;
+    emit_piece(L, s, (unsigned char)d[0]);
+  }
+  append_carry(s, d, n);
+  if (complete) {
+    n = s->carry_len;
+    s->carry_len = 0;
+    emit_line(L, s->carry, n, 0);
+  }
 }
 
 /* Splits on '\n'; a partial line waits in the carry for the next chunk. */
@@ -230,18 +279,13 @@ static void emit_lines(lua_State *L, chunk_t *c) {
   while (d < end) {
     const char *nl = (const char *)memchr(d, '\n', (size_t)(end - d));
     if (nl == NULL) {
-      append_carry(s, d, (size_t)(end - d));
+      feed_line(L, s, d, (size_t)(end - d), 0);
       break;
     }
-    if (s->carry_len > 0) {
-      append_carry(s, d, (size_t)(nl - d));
-      emit_carry(L, s);
-    } else {
-      emit_line(L, d, (size_t)(nl - d));
-    }
+    feed_line(L, s, d, (size_t)(nl - d), 1);
     d = nl + 1;
   }
-  if (c->final && s->carry_len > 0) emit_carry(L, s);
+  if (c->final && s->carry_len > 0) feed_line(L, s, NULL, 0, 1);
 }
 
 /* Runs under pm_call: one protected call per chunk, plain calls per line. */
@@ -421,9 +465,20 @@ typedef struct write_req {
   char data[];
 } write_req_t;
 
+/* p:write waits while this much is queued for a child that does not read:
+** memory stays bounded by the mark plus the one write being queued. */
+#define PM_WRITE_MARK ((size_t)1 << 20)
+
+int pm_stdio_write_full(pm_proc_t *p) {
+  pm_stream_t *s = &p->io[0];
+  return s->open && uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe) >= PM_WRITE_MARK;
+}
+
 static void write_cb(uv_write_t *req, int status) {
-  (void)status;  /* EPIPE or ECANCELED: the child is gone; p:write said so */
+  pm_stream_t *s = (pm_stream_t *)((char *)req->handle - offsetof(pm_stream_t, pipe));
+  (void)status;  /* EPIPE or ECANCELED: the child is gone; p:write says so */
   free(req);
+  if (!pm_stdio_write_full(s->proc)) pm_proc_drained(s->proc);
 }
 
 /* Writes what the pipe takes now and queues the rest (copied). */
@@ -455,7 +510,8 @@ static int stdin_send(pm_stream_t *s, const char *data, size_t len) {
   return r;
 }
 
-/* p:write(data): true, or fail once the child or its stdin is gone. */
+/* p:_write(data): true; false when the queue is at the mark (nothing is
+** written); fail once the child or its stdin is gone. */
 int pm_stdio_write(lua_State *L, pm_proc_t *p, const char *data, size_t len) {
   pm_stream_t *s = p ? &p->io[0] : NULL;
   int r;
@@ -464,6 +520,10 @@ int pm_stdio_write(lua_State *L, pm_proc_t *p, const char *data, size_t len) {
   if (s && s->closing_stdin) return luaL_error(L, "stdin is closed");
   if (s == NULL || !s->open || p->settled)
     return pm_fail(L, UV_EPIPE, "write to process");
+  if (pm_stdio_write_full(p)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   if ((r = stdin_send(s, data, len)) != 0) return pm_fail(L, r, "write to process %d", (int)p->pid);
   lua_pushboolean(L, 1);
   return 1;

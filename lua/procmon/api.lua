@@ -208,6 +208,24 @@ local function spawn_as(fname, level, cmd, opts)
   error(("bad argument #%s to '%s' (%s)"):format(n, fname, detail), level + 1)
 end
 
+--- Writes to the child's stdin (stdin = "pipe"). Above 1 MiB queued for a
+--- child that does not read, waits for it to read (yielding in a task,
+--- running the loop elsewhere); in a plain callback, where it cannot wait,
+--- returns nil, msg, "EAGAIN" instead. nil, msg, "EPIPE" once it is gone.
+function Process:write(data)
+  local ok, err, code = self:_write(data)
+  while ok == false do
+    if not tasks[co_running()] and core._in_callback() then
+      return nil, "write: the child's stdin queue is full (it does not read)", "EAGAIN"
+    end
+    await("write", function(wake)
+      if not self:_on_drain(function() wake() end) then wake() end
+    end)
+    ok, err, code = self:_write(data)
+  end
+  return ok, err, code
+end
+
 --- spawn + wait: the Result (stdout, stderr, code...), or nil, msg, code.
 function M.run(cmd, opts)
   local p, err, code = spawn_as("run", 2, cmd, opts)
