@@ -25,10 +25,14 @@ typedef struct pm_embedded {
 
 extern const pm_embedded_t pm_embedded[];
 
-/* Every struct behind a procmon handle's 'data' starts with its close
-** callback, so the teardown can close handles it did not open itself. */
+/* Every struct that holds procmon handles starts with a pm_owner_t, added
+** to its context's list (pm_owner_add) while it holds any: the teardown
+** closes the handles through 'close_all' (uv_close with the owner's own
+** close callbacks). On a host's loop it touches nothing else: another
+** handle's 'data' may be anything. */
 typedef struct pm_owner {
-  uv_close_cb close;
+  void (*close_all)(struct pm_owner *o);
+  struct pm_owner *next, **prevp;
 } pm_owner_t;
 
 /* {=== per-lua_State context ===} */
@@ -45,7 +49,10 @@ typedef struct pm_ctx {
   int running;          /* uv_run in progress (never re-entered) */
   long handles;         /* open handles, for procmon._handles() */
   pm_proc_t *procs;     /* live children, newest first */
+  pm_owner_t *owners;   /* everything that holds handles (teardown) */
+  char *read_buf;       /* shared by the streams of this context's loop */
   struct pm_ctx *next_live;
+  uv_thread_t thread;   /* the thread that created the state */
   int no_pidfd;         /* pidfd_open unavailable: reap on SIGCHLD */
   uv_signal_t sigchld;  /* started on first use; data NULL (not walked) */
   int sigchld_on;
@@ -59,6 +66,10 @@ int pm_raise_pending(lua_State *L, pm_ctx_t *ctx);
 int pm_run(lua_State *L, pm_ctx_t *ctx, uv_run_mode mode);
 void pm_handle_opened(pm_ctx_t *ctx);
 void pm_handle_closed(pm_ctx_t *ctx);
+void pm_owner_add(pm_ctx_t *ctx, pm_owner_t *o, void (*close_all)(pm_owner_t *o));
+void pm_owner_remove(pm_owner_t *o);
+/* Closes h (if initialized and not closing yet) with callback 'cb'. */
+void pm_close_handle(uv_handle_t *h, uv_close_cb cb);
 
 /* {=== failures and helpers (pm_util.c) ===} */
 int pm_fail(lua_State *L, int uverr, const char *fmt, ...);

@@ -3,6 +3,7 @@
 ** callback runs on, the slot where a callback's error waits to be
 ** re-raised by whatever drove the loop, and the loop's teardown.
 */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,28 +15,40 @@ static const char ERROR_KEY[] = "procmon.error";
 static const char LAST_ERROR_KEY[] = "procmon.lasterror";
 
 /* Live contexts, for the exit handler: os.exit() must not leave orphans,
-** and by then Lua may be closed, so the handler reaches no Lua at all. */
+** and by then Lua may be closed, so the handler reaches no Lua at all.
+** States may live on several threads: the list is locked, and the handler
+** stops only the children of the exiting thread's states (another thread's
+** may be running; its children get their death signal when it dies). */
 static pm_ctx_t *live_contexts;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void kill_children_at_exit(void) {
+  uv_thread_t self = uv_thread_self();
+  pthread_mutex_lock(&live_lock);
   for (pm_ctx_t *c = live_contexts; c; c = c->next_live)
-    if (!c->closing) pm_proc_kill_all(c);
+    if (!c->closing && uv_thread_equal(&c->thread, &self)) pm_proc_kill_all(c);
+  pthread_mutex_unlock(&live_lock);
 }
 
 static void track_context(pm_ctx_t *ctx) {
   static int registered;
+  ctx->thread = uv_thread_self();
+  pthread_mutex_lock(&live_lock);
   if (!registered) registered = atexit(kill_children_at_exit) == 0;
   ctx->next_live = live_contexts;
   live_contexts = ctx;
+  pthread_mutex_unlock(&live_lock);
 }
 
 static void untrack_context(pm_ctx_t *ctx) {
+  pthread_mutex_lock(&live_lock);
   for (pm_ctx_t **pp = &live_contexts; *pp; pp = &(*pp)->next_live) {
     if (*pp == ctx) {
       *pp = ctx->next_live;
-      return;
+      break;
     }
   }
+  pthread_mutex_unlock(&live_lock);
 }
 
 static int ctx_gc(lua_State *L) {
@@ -119,28 +132,58 @@ int procmon_raise_interrupt(lua_State *L) {
 void pm_handle_opened(pm_ctx_t *ctx) { ctx->handles++; }
 void pm_handle_closed(pm_ctx_t *ctx) { ctx->handles--; }
 
+void pm_owner_add(pm_ctx_t *ctx, pm_owner_t *o, void (*close_all)(pm_owner_t *o)) {
+  o->close_all = close_all;
+  o->next = ctx->owners;
+  if (o->next) o->next->prevp = &o->next;
+  o->prevp = &ctx->owners;
+  ctx->owners = o;
+}
+
+void pm_owner_remove(pm_owner_t *o) {
+  if (o->prevp == NULL) return;
+  *o->prevp = o->next;
+  if (o->next) o->next->prevp = o->prevp;
+  o->prevp = NULL;
+}
+
+void pm_close_handle(uv_handle_t *h, uv_close_cb cb) {
+  if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h)) uv_close(h, cb);
+}
+
+/* On a loop of our own every handle is ours: one that no owner closed
+** (a bug) is closed without a callback, so that uv_loop_close cannot hang. */
 static void walk_close_cb(uv_handle_t *h, void *arg) {
   (void)arg;
-  /* Every procmon handle carries its owner in 'data'; a host's own handles
-  ** have none and are the host's to close. */
-  if (h->data && !uv_is_closing(h)) uv_close(h, ((pm_owner_t *)h->data)->close);
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void sigchld_close_cb(uv_handle_t *h) {
+  pm_handle_closed((pm_ctx_t *)((char *)h - offsetof(pm_ctx_t, sigchld)));
 }
 
 /*
 ** Kills the children that are still running, closes every procmon handle
 ** and lets the close callbacks free their memory. Lua is not touched: this
-** also runs from lua_close, when the state is half gone.
+** also runs from lua_close, when the state is half gone. On a host's loop
+** only procmon's handles are closed and run: the host's are the host's.
 */
 void pm_ctx_teardown(pm_ctx_t *ctx) {
   if (ctx->closing) return;
   ctx->closing = 1;
   untrack_context(ctx);
   pm_proc_kill_all(ctx);
-  if (ctx->sigchld_on) uv_close((uv_handle_t *)&ctx->sigchld, NULL);
-  uv_walk(ctx->loop, walk_close_cb, NULL);
+  if (ctx->sigchld_on) uv_close((uv_handle_t *)&ctx->sigchld, sigchld_close_cb);
+  for (pm_owner_t *o = ctx->owners, *next; o; o = next) {
+    next = o->next;
+    o->close_all(o);
+  }
   if (ctx->running) return;  /* lua_close from a callback: exit is near */
-  uv_run(ctx->loop, UV_RUN_DEFAULT);
+  while (ctx->handles > 0) uv_run(ctx->loop, UV_RUN_NOWAIT);
+  free(ctx->read_buf);
+  ctx->read_buf = NULL;
   if (ctx->owns_loop) {
+    uv_walk(ctx->loop, walk_close_cb, NULL);
     while (uv_loop_close(ctx->loop) == UV_EBUSY) uv_run(ctx->loop, UV_RUN_ONCE);
   }
 }
@@ -323,7 +366,7 @@ static int loop_check_interrupted(lua_State *L) {
 /* {=== one-shot timers ===} */
 
 typedef struct pm_timer {
-  uv_close_cb close;    /* first field: a pm_owner_t */
+  pm_owner_t owner;     /* first field */
   uv_timer_t handle;
   pm_ctx_t *ctx;
   int ref;              /* self-anchor while armed */
@@ -333,8 +376,13 @@ typedef struct { pm_timer_t *t; } timer_box_t;
 
 static void timer_close_cb(uv_handle_t *h) {
   pm_timer_t *t = (pm_timer_t *)h->data;
+  pm_owner_remove(&t->owner);
   pm_handle_closed(t->ctx);
   free(t);
+}
+
+static void timer_close_all(pm_owner_t *o) {
+  pm_close_handle((uv_handle_t *)&((pm_timer_t *)o)->handle, timer_close_cb);
 }
 
 /* Disarms: stops, closes, drops the anchor. Safe to call twice. */
@@ -373,10 +421,10 @@ static int timer_new(lua_State *L) {
   lua_setiuservalue(L, -2, 1);
   t = (pm_timer_t *)malloc(sizeof *t);
   if (t == NULL) return luaL_error(L, "not enough memory");
-  t->close = timer_close_cb;
   t->ctx = ctx;
   uv_timer_init(ctx->loop, &t->handle);
   t->handle.data = t;
+  pm_owner_add(ctx, &t->owner, timer_close_all);
   pm_handle_opened(ctx);
   lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -47,6 +47,8 @@ static void unlink_proc(pm_proc_t *p);
 static void proc_free(pm_proc_t *p) {
   pm_ctx_t *ctx = p->ctx;
   unlink_proc(p);
+  pm_owner_remove(&p->owner);
+  if (p->pidfd >= 0) close(p->pidfd);  /* a child still alive at lua_close */
   if (p->box) p->box->p = NULL;
   if (!ctx->closing) luaL_unref(ctx->L, LUA_REGISTRYINDEX, p->ref);
   pm_stdio_free(p);
@@ -61,7 +63,18 @@ void pm_proc_handle_close_cb(uv_handle_t *h) {
 }
 
 static void close_handle(uv_handle_t *h) {
-  if (!uv_is_closing(h)) uv_close(h, pm_proc_handle_close_cb);
+  pm_close_handle(h, pm_proc_handle_close_cb);
+}
+
+/* Teardown (pm_owner_t): every handle the record still has open. */
+static void proc_close_all(pm_owner_t *o) {
+  pm_proc_t *p = (pm_proc_t *)o;
+  close_handle((uv_handle_t *)&p->exit_poll);
+  close_handle((uv_handle_t *)&p->timeout_timer);
+  close_handle((uv_handle_t *)&p->idle_timer);
+  close_handle((uv_handle_t *)&p->kill_timer);
+  close_handle((uv_handle_t *)&p->grace_timer);
+  for (int fd = 0; fd < 3; fd++) close_handle((uv_handle_t *)&p->io[fd].pipe);
 }
 
 static void init_timer(pm_proc_t *p, uv_timer_t *t) {
@@ -239,18 +252,12 @@ static void notify(pm_proc_t *p, int obj) {
   lua_pop(L, 1);
 }
 
-/* Exit seen and output drained: publish the Result, close everything. */
-static void proc_settle(pm_proc_t *p) {
-  lua_State *L = p->ctx->L;
+/* Builds and publishes the Result, then calls on_exit and the waiters
+** (each protected on its own). Runs under pm_call itself: an error while
+** building it (out of memory) must not longjmp across uv_run. */
+static int publish_cb(lua_State *L) {
+  pm_proc_t *p = (pm_proc_t *)lua_touserdata(L, 1);
   int obj;
-  p->settled = 1;
-  close_handle((uv_handle_t *)&p->timeout_timer);
-  close_handle((uv_handle_t *)&p->idle_timer);
-  close_handle((uv_handle_t *)&p->grace_timer);
-  if (!uv_is_active((uv_handle_t *)&p->kill_timer))
-    close_handle((uv_handle_t *)&p->kill_timer);
-  pm_stdio_finish(p);
-  if (p->ctx->closing || p->box == NULL) return;
   push_object(L, p);
   obj = lua_gettop(L);
   lua_getiuservalue(L, obj, UV_SPEC);
@@ -259,7 +266,23 @@ static void proc_settle(pm_proc_t *p) {
   lua_pop(L, 1);
   pm_stdio_free(p);
   notify(p, obj);
-  lua_settop(L, obj - 1);
+  return 0;
+}
+
+/* Exit seen and output drained: publish the Result, close everything. */
+static void proc_settle(pm_proc_t *p) {
+  lua_State *L = p->ctx->L;
+  p->settled = 1;
+  close_handle((uv_handle_t *)&p->timeout_timer);
+  close_handle((uv_handle_t *)&p->idle_timer);
+  close_handle((uv_handle_t *)&p->grace_timer);
+  if (!uv_is_active((uv_handle_t *)&p->kill_timer))
+    close_handle((uv_handle_t *)&p->kill_timer);
+  pm_stdio_finish(p);
+  if (p->ctx->closing || p->box == NULL) return;
+  lua_pushcfunction(L, publish_cb);
+  lua_pushlightuserdata(L, p);
+  pm_call(p->ctx, 1);
 }
 
 void pm_proc_stream_done(pm_proc_t *p) {
@@ -369,28 +392,36 @@ static void sigchld_cb(uv_signal_t *h, int sig) {
   }
 }
 
-/* Without pidfd, SIGCHLD must be watched before the first child starts. */
-static void sigchld_start(pm_ctx_t *ctx) {
-  if (!ctx->no_pidfd || ctx->sigchld_on) return;
-  uv_signal_init(ctx->loop, &ctx->sigchld);
+/* Without pidfd, SIGCHLD must be watched before the first child starts:
+** 0, or a libuv error (then nothing is spawned). The context's teardown
+** closes the handle (counted, as it lives in the context's memory). */
+static int sigchld_start(pm_ctx_t *ctx) {
+  int r;
+  if (!ctx->no_pidfd || ctx->sigchld_on) return 0;
+  if ((r = uv_signal_init(ctx->loop, &ctx->sigchld)) != 0) return r;
   ctx->sigchld.data = NULL;
-  uv_signal_start(&ctx->sigchld, sigchld_cb, SIGCHLD);
-  uv_unref((uv_handle_t *)&ctx->sigchld);
   ctx->sigchld_on = 1;
+  pm_handle_opened(ctx);
+  if ((r = uv_signal_start(&ctx->sigchld, sigchld_cb, SIGCHLD)) != 0) return r;
+  uv_unref((uv_handle_t *)&ctx->sigchld);
+  return 0;
 }
 
-static void watch_exit(pm_proc_t *p) {
+/* 0, or a libuv error: the child cannot be watched (and must not run). */
+static int watch_exit(pm_proc_t *p) {
+  int r;
   if (p->pidfd < 0) {
     if (!p->detached) sigchld_ref(p, 1);
-    return;
+    return 0;
   }
-  uv_poll_init(p->ctx->loop, &p->exit_poll, p->pidfd);
+  if ((r = uv_poll_init(p->ctx->loop, &p->exit_poll, p->pidfd)) != 0) return r;
   p->exit_poll.data = p;
   p->open_handles++;
   pm_handle_opened(p->ctx);
-  uv_poll_start(&p->exit_poll, UV_READABLE, exit_poll_cb);
+  if ((r = uv_poll_start(&p->exit_poll, UV_READABLE, exit_poll_cb)) != 0) return r;
   /* A detached child does not keep the loop alive (unless waited on). */
   if (p->detached) uv_unref((uv_handle_t *)&p->exit_poll);
+  return 0;
 }
 
 static void proc_exited(pm_proc_t *p, int status) {
@@ -639,8 +670,8 @@ static pm_proc_t *new_record(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3],
   pm_ctx_t *ctx = pm_ctx(L);
   pm_proc_t *p = (pm_proc_t *)calloc(1, sizeof *p);
   if (p == NULL) return NULL;
-  p->close = pm_proc_handle_close_cb;
   p->ctx = ctx;
+  pm_owner_add(ctx, &p->owner, proc_close_all);
   p->box = (pm_proc_box_t *)lua_touserdata(L, -1);
   p->pid = pid;
   p->pidfd = pidfd;
@@ -697,22 +728,37 @@ static void parse_spawn_args(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3]) 
   pm_stdio_parse(L, 2, io, sp->detached);
 }
 
+/* A child that cannot be watched or read: killed and reaped now; the
+** record goes with its last handle (or now, when it opened none). */
+static int abandon(lua_State *L, pm_proc_t *p, int err, const char *what) {
+  reap_now(p->pid);
+  p->exited = p->settled = 1;
+  p->box->p = NULL;
+  p->box = NULL;
+  pm_stdio_abort(p->io);
+  sigchld_ref(p, 0);
+  proc_close_all(&p->owner);
+  if (p->open_handles == 0) proc_free(p);
+  return pm_fail(L, err, "spawn '%s': watching the child", what);
+}
+
 /* The child runs: watch it; on failure kill it and return fail. */
 static int start_watching(lua_State *L, spawn_spec_t *sp, pm_stream_t io[3], pid_t pid,
                           int pidfd) {
   pm_ctx_t *ctx = pm_ctx(L);
   pm_proc_t *p = NULL;
+  int err;
   if (pidfd < 0 && !ctx->no_pidfd) pidfd = pidfd_open(pid, 0);  /* no CLONE_PIDFD */
   if ((pidfd < 0 && !ctx->no_pidfd) || (p = new_record(L, sp, io, pid, pidfd)) == NULL) {
-    int err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
+    err = pidfd < 0 ? pm_errno() : UV_ENOMEM;
     if (pidfd >= 0) close(pidfd);
     reap_now(pid);
     pm_stdio_abort(io);
     return pm_fail(L, err, "spawn '%s': watching the child", sp->argv[0]);
   }
-  watch_exit(p);
+  if ((err = watch_exit(p)) != 0) return abandon(L, p, err, sp->argv[0]);
   start_timers(p);
-  pm_stdio_start(p, L, 2);
+  if ((err = pm_stdio_start(p, L, 2)) != 0) return abandon(L, p, err, sp->argv[0]);
   return 1;
 }
 
@@ -726,8 +772,9 @@ static int proc_spawn(lua_State *L) {
   parse_spawn_args(L, &sp, io);
   new_box(L);
   if (sp.file == NULL) return pm_fail(L, UV_ENOENT, "spawn '%s'", sp.argv[0]);
+  if ((r = sigchld_start(pm_ctx(L))) != 0)
+    return pm_fail(L, r, "spawn '%s': watching SIGCHLD", sp.argv[0]);
   if ((r = pm_stdio_prepare(L, io, sp.argv[0])) != 0) return r;
-  sigchld_start(pm_ctx(L));
   r = do_spawn(L, &sp, io, &pid, &pidfd);
   pm_stdio_close_child_ends(io);
   if (r != 0) {

@@ -43,7 +43,7 @@ typedef struct pm_proc_box {
 } pm_proc_box_t;
 
 struct pm_proc {
-  uv_close_cb close;    /* first field: a pm_owner_t */
+  pm_owner_t owner;     /* first field: the teardown closes our handles */
   pm_ctx_t *ctx;
   pm_proc_box_t *box;   /* the Lua object, NULL when orphaned */
   struct pm_proc *next, **prevp;

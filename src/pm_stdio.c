@@ -315,11 +315,11 @@ static void deliver(pm_stream_t *s, const char *data, size_t len, int final) {
 
 /* {=== reading ===} */
 
-/* Streams that are delivered or dropped share one read buffer: libuv calls
-** read_cb right after alloc_cb, and read_cb is done with the data when it
-** returns (callbacks cannot run the loop). A thousand children with line
-** callbacks then cost no read buffers of their own. */
-static char shared_buf[PM_READ_SIZE];
+/* Streams that are delivered or dropped share their context's read buffer
+** (one per loop, so per thread): libuv calls read_cb right after alloc_cb,
+** and read_cb is done with the data when it returns (callbacks cannot run
+** the loop). A thousand children with line callbacks then cost no read
+** buffers of their own. */
 
 static void grow_buffer(pm_stream_t *s, size_t want) {
   size_t cap = s->cap ? s->cap : PM_CAPTURE_MIN;
@@ -348,7 +348,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   pm_stream_t *s = (pm_stream_t *)((char *)h - offsetof(pm_stream_t, pipe));
   (void)suggested;
   if (s->discard || s->has_cb) {
-    *buf = uv_buf_init(shared_buf, sizeof shared_buf);
+    pm_ctx_t *ctx = s->proc->ctx;
+    if (ctx->read_buf == NULL) ctx->read_buf = (char *)malloc(PM_READ_SIZE);
+    /* none: libuv reports UV_ENOBUFS, and the stream ends */
+    *buf = uv_buf_init(ctx->read_buf, ctx->read_buf ? PM_READ_SIZE : 0);
   } else {
     size_t room;
     grow_buffer(s, PM_CAPTURE_MIN);
@@ -399,28 +402,35 @@ static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
   }
 }
 
-static void open_stream(pm_proc_t *p, pm_stream_t *s) {
-  uv_pipe_init(p->ctx->loop, &s->pipe, 0);
+/* Our end of the pipe into the loop: 0 or a libuv error (then the caller
+** closes the handle, and the descriptor if the handle did not take it). */
+static int open_stream(pm_proc_t *p, pm_stream_t *s) {
+  int r = uv_pipe_init(p->ctx->loop, &s->pipe, 0);
+  if (r != 0) return r;
   s->pipe.data = p;
   p->open_handles++;
   pm_handle_opened(p->ctx);
-  uv_pipe_open(&s->pipe, s->parent_fd);
-  s->parent_fd = -1;
   s->open = 1;
+  if ((r = uv_pipe_open(&s->pipe, s->parent_fd)) != 0) return r;
+  s->parent_fd = -1;
+  if (s->fd > 0) r = uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
+  return r;
 }
 
 static int stdin_send(pm_stream_t *s, const char *data, size_t len);
 
-/* Opens our pipe ends in the loop, starts reading, feeds a stdin string. */
+/* Opens our pipe ends in the loop, starts reading, feeds a stdin string.
+** 0, or a libuv error: the child's output could not be read (the caller
+** kills it rather than let it run unwatched). */
 int pm_stdio_start(pm_proc_t *p, lua_State *L, int opts) {
   for (int fd = 0; fd < 3; fd++) {
     pm_stream_t *s = &p->io[fd];
+    int r;
     if (s->mode != PM_IO_PIPE) {
       s->done = 1;
       continue;
     }
-    open_stream(p, s);
-    if (fd > 0) uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
+    if ((r = open_stream(p, s)) != 0) return r;
   }
   if (p->io[0].has_data) {
     size_t len;
