@@ -88,6 +88,7 @@ describe("bounds", function()
       local _, code = t:wait()
       assert.are.equal("EPIPE", code)
       assert.is_false(done)
+      assert.are.equal("KILL", p:wait().signal)
     end)
 
     it("returns EAGAIN in a plain callback, where it cannot wait", function()

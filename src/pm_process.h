@@ -30,6 +30,7 @@ typedef struct pm_stream {
   int lines;            /* the callback gets whole lines */
   size_t max_line;      /* longer lines go out in pieces of this size */
   int closing_stdin;    /* shutdown requested */
+  int write_error;      /* a queued write failed (EPIPE): later ones fail */
   char *buf;            /* capture buffer, or the callback read buffer */
   size_t len, cap;
   char *carry;          /* partial line waiting for its newline */

@@ -486,7 +486,8 @@ int pm_stdio_write_full(pm_proc_t *p) {
 
 static void write_cb(uv_write_t *req, int status) {
   pm_stream_t *s = (pm_stream_t *)((char *)req->handle - offsetof(pm_stream_t, pipe));
-  (void)status;  /* EPIPE or ECANCELED: the child is gone; p:write says so */
+  /* EPIPE: the child is gone; later writes fail with it (sticky) */
+  if (status < 0 && status != UV_ECANCELED && s->write_error == 0) s->write_error = status;
   free(req);
   if (!pm_stdio_write_full(s->proc)) pm_proc_drained(s->proc);
 }
@@ -530,6 +531,7 @@ int pm_stdio_write(lua_State *L, pm_proc_t *p, const char *data, size_t len) {
   if (s && s->closing_stdin) return luaL_error(L, "stdin is closed");
   if (s == NULL || !s->open || p->settled)
     return pm_fail(L, UV_EPIPE, "write to process");
+  if (s->write_error) return pm_fail(L, s->write_error, "write to process %d", (int)p->pid);
   if (pm_stdio_write_full(p)) {
     lua_pushboolean(L, 0);
     return 1;
