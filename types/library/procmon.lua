@@ -13,6 +13,7 @@
 ---| "idle_timeout"  # killed by the `idle_timeout` option
 ---| "max_buffer"    # killed when a captured stream passed `max_buffer`
 ---| "killed"        # p:kill or <close> asked it to end
+---| "unknown"       # the exit status was taken by someone else (waitpid elsewhere)
 
 ---@alias procmon.Stdio
 ---| "pipe"     # captured into the Result (stdout, stderr: the default)
@@ -29,9 +30,10 @@
 ---@field input? string data written to the child's stdin, then closed (not with `stdin`)
 ---@field stdout? procmon.Stdio
 ---@field stderr? procmon.Stdio
----@field on_stdout? fun(chunk: string) stream stdout (not captured then)
----@field on_stderr? fun(chunk: string) stream stderr (not captured then)
+---@field on_stdout? fun(chunk: string, more: true?) stream stdout (not captured then); with lines, `more` marks a piece of a line longer than max_line
+---@field on_stderr? fun(chunk: string, more: true?) stream stderr (not captured then)
 ---@field lines? boolean with on_stdout/on_stderr: one call per line, without the newline
+---@field max_line? integer with lines: longer lines come in pieces of this size, default 1 MiB (or max_buffer if smaller)
 ---@field timeout? number seconds of wall clock before `kill_signal`; 0 or math.huge = none
 ---@field idle_timeout? number seconds without output before `kill_signal`
 ---@field kill_signal? procmon.Signal default "TERM"
@@ -88,11 +90,13 @@ function Process:wait(timeout) end
 ---@return string? code
 function Process:kill(signal) end
 
---- With stdin = "pipe": writes what the pipe takes and queues the rest.
+--- With stdin = "pipe": writes what the pipe takes and queues the rest;
+--- waits (yielding in a task) while 1 MiB is queued for a child that does
+--- not read; in a plain callback then fails "EAGAIN" instead.
 ---@param data string
 ---@return true|nil ok
 ---@return string? err
----@return string? code "EPIPE" once the child is gone
+---@return string? code "EPIPE" once the child is gone, "EAGAIN" (see above)
 function Process:write(data) end
 
 --- Sends EOF after the queued writes (idempotent).
