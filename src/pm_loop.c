@@ -159,7 +159,7 @@ static void walk_close_cb(uv_handle_t *h, void *arg) {
 }
 
 static void sigchld_close_cb(uv_handle_t *h) {
-  pm_handle_closed((pm_ctx_t *)((char *)h - offsetof(pm_ctx_t, sigchld)));
+  ((pm_ctx_t *)((char *)h - offsetof(pm_ctx_t, sigchld)))->sigchld_on = 0;
 }
 
 /*
@@ -179,7 +179,8 @@ void pm_ctx_teardown(pm_ctx_t *ctx) {
     o->close_all(o);
   }
   if (ctx->running) return;  /* lua_close from a callback: exit is near */
-  while (ctx->handles > 0) uv_run(ctx->loop, UV_RUN_NOWAIT);
+  /* the handles live in memory Lua frees next: all closed before that */
+  while (ctx->handles > 0 || ctx->sigchld_on) uv_run(ctx->loop, UV_RUN_NOWAIT);
   free(ctx->read_buf);
   ctx->read_buf = NULL;
   if (ctx->owns_loop) {

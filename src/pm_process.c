@@ -394,14 +394,13 @@ static void sigchld_cb(uv_signal_t *h, int sig) {
 
 /* Without pidfd, SIGCHLD must be watched before the first child starts:
 ** 0, or a libuv error (then nothing is spawned). The context's teardown
-** closes the handle (counted, as it lives in the context's memory). */
+** closes the handle. */
 static int sigchld_start(pm_ctx_t *ctx) {
   int r;
   if (!ctx->no_pidfd || ctx->sigchld_on) return 0;
   if ((r = uv_signal_init(ctx->loop, &ctx->sigchld)) != 0) return r;
   ctx->sigchld.data = NULL;
   ctx->sigchld_on = 1;
-  pm_handle_opened(ctx);
   if ((r = uv_signal_start(&ctx->sigchld, sigchld_cb, SIGCHLD)) != 0) return r;
   uv_unref((uv_handle_t *)&ctx->sigchld);
   return 0;
