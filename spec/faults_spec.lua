@@ -52,8 +52,13 @@ local is_root = sh("id -u"):match("^0") ~= nil
 
 -- This process's pid and descriptor count (`ls` lists our fd directory).
 local self_pid = H.read_file("/proc/self/stat"):match("^%d+")
+-- The pipe io.popen reads this through is left out: popen closes its own
+-- copy of the write end only after the shell started, so a count that
+-- includes it is one too high now and then.
 local function fd_count()
-  local _, n = sh("ls /proc/" .. self_pid .. "/fd"):gsub("\n", "")
+  local out = sh(("me=$(readlink /proc/$$/fd/1); for f in /proc/%s/fd/*; do "
+    .. '[ "$(readlink "$f")" = "$me" ] || echo "$f"; done'):format(self_pid))
+  local _, n = out:gsub("\n", "")
   return n
 end
 
