@@ -7,7 +7,7 @@ DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjso
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps install-missing test test-asan test-release test-valgrind demo install \
-        uninstall bench clean deb check-packaging fuzz check-fuzz check-fuzz-smoke
+        uninstall bench clean deb check-packaging check-load fuzz check-fuzz check-fuzz-smoke
 
 all: $(BUILD)/procrun
 
@@ -72,6 +72,11 @@ test-valgrind: deps all
 	@if grep -h '^==[0-9]*==' $(BUILD)/valgrind/*.log; then \
 	  echo "valgrind: errors above (logs in $(BUILD)/valgrind)"; exit 1; \
 	else echo "valgrind: no errors, nothing definitely lost"; fi
+
+# 16 procrun processes x 200 monitored children, counting in shared cache
+# keys: every record consistent and every counter exact (spec/load.lua).
+check-load: deps all
+	$(BUILD)/procrun spec/load.lua 16 200
 
 # libFuzzer targets (fuzz/): each runs FUZZ_SECONDS (60) on its seeds;
 # check-fuzz-smoke (CI) runs each for 10 s.

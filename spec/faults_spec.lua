@@ -266,6 +266,56 @@ describe("faults", function()
     end)
   end
 
+  it("kill -9 of procrun while it writes monitor records: nothing corrupt, "
+    .. "its running records lost", function()
+    local json = require "procmon.json"
+    local root = H.tmpdir()
+    local dir = root .. "/mon"
+    local ids, groups = {}, {}
+    finally(function()
+      for pgid in pairs(groups) do H.kill_group(pgid) end
+      os.execute("rm -rf " .. q(root))
+    end)
+    for round = 1, 5 do
+      local lines = {}
+      local owner = assert(pm.spawn(H.cmd("mon_churn", dir), { lines = true,
+        on_stdout = function(l) lines[#lines + 1] = l end }))
+      -- Killed while its tasks start and end records: after 8 to 40 starts.
+      local want = 8 + round * 7
+      assert.is_truthy(H.eventually(function() return #lines >= want end, 20))
+      owner:kill("KILL")
+      owner:wait()
+      for _, l in ipairs(lines) do
+        local id, pid = l:match("^(%S+) (%d+)$")
+        if id then ids[#ids + 1] = id; groups[tonumber(pid)] = true end
+      end
+    end
+    -- Every file is whole JSON (temp files of the dead aside).
+    for _, sub in ipairs({ "running", "done" }) do
+      for _, name in ipairs(ls(dir .. "/" .. sub)) do
+        if not name:match("^%.") then
+          local rec = json.decode(H.read_file(dir .. "/" .. sub .. "/" .. name))
+          assert.is_table(rec, sub .. "/" .. name)
+          assert.are.equal(name, rec.id .. ".json")
+        end
+      end
+    end
+    -- Every record reads back; none is running any more; those that were
+    -- running when the owner died are lost.
+    local mon = assert(pm.monitor { dir = dir })
+    local lost = 0
+    for _, id in ipairs(ids) do
+      local rec = mon:get(id)
+      if rec then
+        assert.is_truthy(({ completed = 1, failed = 1, lost = 1, killed = 1 })[rec.status],
+          id .. " " .. tostring(rec.status))
+        if rec.status == "lost" then lost = lost + 1 end
+      end
+    end
+    assert.is_true(lost >= 5, "records lost: " .. lost)
+    assert.are.same({}, mon:active())
+  end)
+
   it("kill -9 of writers inside locked updates: no deadlock, nothing corrupt, no update lost", function()
     local dir = H.tmpdir()
     local log = dir .. "-log"
