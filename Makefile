@@ -60,7 +60,8 @@ test-release: deps
 # unwrapped): any memory error or definitely-lost block fails. valgrind has
 # no pidfd_open, so these also cover the SIGCHLD fallback.
 VALGRIND_SPECS = spec/process_spec.lua spec/capture_spec.lua spec/cache_spec.lua \
-                 spec/session_spec.lua spec/gc_spec.lua spec/task_spec.lua \
+                 spec/monitor_spec.lua spec/session_spec.lua spec/gc_spec.lua \
+                 spec/task_spec.lua spec/errors_spec.lua spec/json_spec.lua \
                  spec/memcheck_spec.lua
 VALGRIND = valgrind -q --child-silent-after-fork=yes --leak-check=full \
            --show-leak-kinds=definite --errors-for-leak-kinds=definite \

@@ -267,7 +267,7 @@ describe("faults", function()
   end
 
   it("kill -9 of procrun while it writes monitor records: nothing corrupt, "
-    .. "its running records lost", function()
+    .. "its running records lost, its children gone", function()
     local json = require "procmon.json"
     local root = H.tmpdir()
     local dir = root .. "/mon"
@@ -300,6 +300,8 @@ describe("faults", function()
         end
       end
     end
+    -- The children died with their owner (non-detached: PR_SET_PDEATHSIG).
+    for pgid in pairs(groups) do assert.are.same({}, H.leftovers(pgid), "group " .. pgid) end
     -- Every record reads back; none is running any more; those that were
     -- running when the owner died are lost.
     local mon = assert(pm.monitor { dir = dir })
