@@ -29,7 +29,7 @@ enum { K_NONE, K_POOL, K_LIBC, K_BIG };
 
 static int size_class(size_t n) { return (int)((n - 1) >> 4); }
 
-static void *pool_get(pool_t *pool, size_t n) {
+static inline void *pool_get(pool_t *pool, size_t n) {
   int c = size_class(n);
   size_t size = (size_t)(c + 1) * 16;
   void *p = pool->free[c];
@@ -50,7 +50,7 @@ static void *pool_get(pool_t *pool, size_t n) {
   return p;
 }
 
-static void pool_put(pool_t *pool, void *p, size_t n) {
+static inline void pool_put(pool_t *pool, void *p, size_t n) {
   int c = size_class(n);
   *(void **)p = pool->free[c];
   pool->free[c] = p;
@@ -93,9 +93,9 @@ static void raw_free(pool_t *pool, int k, void *p, size_t n) {
   else free(p);
 }
 
-/* The lua_Alloc; 'ud' is the state's pool, or NULL for no pool. */
-void *procmon_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  pool_t *pool = (pool_t *)ud;
+/* Every case but the two hot ones of procmon_alloc. */
+static __attribute__((noinline)) void *alloc_other(pool_t *pool, void *ptr, size_t osize,
+                                                   size_t nsize) {
   int ok, nk;
   void *p;
   if (ptr == NULL) osize = 0;  /* then osize only tells the object type */
@@ -118,6 +118,19 @@ void *procmon_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     raw_free(pool, ok, ptr, osize);
   }
   return p;
+}
+
+/* The lua_Alloc; 'ud' is the state's pool, or NULL for no pool. The hot
+** cases, a new small block and a small block freed (a line callback makes
+** and drops a short string per line), cost no more than a free list. */
+void *procmon_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  pool_t *pool = (pool_t *)ud;
+  if (pool && ptr == NULL && nsize - 1 < POOL_MAX) return pool_get(pool, nsize);
+  if (pool && nsize == 0 && ptr != NULL && osize <= POOL_MAX) {
+    pool_put(pool, ptr, osize);
+    return NULL;
+  }
+  return alloc_other(pool, ptr, osize, nsize);
 }
 
 /* {=== a state like luaL_newstate's, with the pool ===} */

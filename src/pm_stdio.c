@@ -253,10 +253,6 @@ static void emit_piece(lua_State *L, pm_stream_t *s, unsigned char next) {
 */
 static void feed_line(lua_State *L, pm_stream_t *s, const char *d, size_t n, int complete) {
   size_t max = s->max_line;
-  if (s->carry_len == 0 && complete && n <= max) {
-    emit_line(L, d, n, 0);
-    return;
-  }
   while (s->carry_len + n > max) {
     size_t take = max - s->carry_len;
     append_carry(s, d, take);
@@ -282,7 +278,10 @@ static void emit_lines(lua_State *L, chunk_t *c) {
       feed_line(L, s, d, (size_t)(end - d), 0);
       break;
     }
-    feed_line(L, s, d, (size_t)(nl - d), 1);
+    if (s->carry_len == 0 && (size_t)(nl - d) <= s->max_line)
+      emit_line(L, d, (size_t)(nl - d), 0);  /* the common case, directly */
+    else
+      feed_line(L, s, d, (size_t)(nl - d), 1);
     d = nl + 1;
   }
   if (c->final && s->carry_len > 0) feed_line(L, s, NULL, 0, 1);
