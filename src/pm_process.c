@@ -397,10 +397,12 @@ static void sigchld_cb(uv_signal_t *h, int sig) {
 ** closes the handle. */
 static int sigchld_start(pm_ctx_t *ctx) {
   int r;
-  if (!ctx->no_pidfd || ctx->sigchld_on) return 0;
-  if ((r = uv_signal_init(ctx->loop, &ctx->sigchld)) != 0) return r;
-  ctx->sigchld.data = NULL;
-  ctx->sigchld_on = 1;
+  if (!ctx->no_pidfd || uv_is_active((uv_handle_t *)&ctx->sigchld)) return 0;
+  if (!ctx->sigchld_on) {
+    if ((r = uv_signal_init(ctx->loop, &ctx->sigchld)) != 0) return r;
+    ctx->sigchld.data = NULL;
+    ctx->sigchld_on = 1;
+  }
   if ((r = uv_signal_start(&ctx->sigchld, sigchld_cb, SIGCHLD)) != 0) return r;
   uv_unref((uv_handle_t *)&ctx->sigchld);
   return 0;
