@@ -62,7 +62,7 @@ test-release: deps
 VALGRIND_SPECS = spec/process_spec.lua spec/capture_spec.lua spec/cache_spec.lua \
                  spec/monitor_spec.lua spec/session_spec.lua spec/gc_spec.lua \
                  spec/task_spec.lua spec/errors_spec.lua spec/json_spec.lua \
-                 spec/memcheck_spec.lua
+                 spec/memcheck_spec.lua spec/spawn_spec.lua spec/bounds_spec.lua
 VALGRIND = valgrind -q --child-silent-after-fork=yes --leak-check=full \
            --show-leak-kinds=definite --errors-for-leak-kinds=definite \
            --log-file=$(BUILD)/valgrind/%p.log
