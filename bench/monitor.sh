@@ -41,7 +41,10 @@ WORK="$STATE/bench-monitor-$$"
 mkdir -m 700 "$WORK"
 HOLD_PID=
 SHM=
-trap '[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null; rm -rf "$WORK" ${SHM:+"$SHM"}' EXIT
+# The holder is stopped and waited for first: as it ends it records its
+# jobs' ends, which must not race the removal.
+trap '[ -n "$HOLD_PID" ] && { kill "$HOLD_PID" 2>/dev/null; wait "$HOLD_PID" 2>/dev/null; }
+      rm -rf "$WORK" ${SHM:+"$SHM"}' EXIT
 echo "state dir: $STATE ($(stat -f -c %T "$STATE"))"
 
 REC="$OUT/records.txt"

@@ -308,8 +308,7 @@ describe("monitor", function()
       assert.are.same({}, mon:active())
     end)
 
-    -- PR_SET_PDEATHSIG in the spawn path (pm_process.c) makes this pass.
-    pending("takes its non-detached children with it", function()
+    it("takes its non-detached children with it", function()
       local owner, lines = background("mon_owner", dir)
       assert.is_truthy(H.eventually(function() return #lines() > 0 end, 5))
       local _, a_pid, _, b_pid = lines()[1]:match("^(%S+) (%d+) (%S+) (%d+)$")
