@@ -34,9 +34,9 @@ install-missing:
 	fi
 
 test: deps all
-	spec/run $(BUILD)/procrun
-	spec/run lua5.4
-	PROCMON_NO_PIDFD=1 spec/run $(BUILD)/procrun spec/process_spec.lua spec/capture_spec.lua \
+	PM_BUILD_DIR=$(BUILD) spec/run $(BUILD)/procrun
+	PM_BUILD_DIR=$(BUILD) spec/run lua5.4
+	PM_BUILD_DIR=$(BUILD) PROCMON_NO_PIDFD=1 spec/run $(BUILD)/procrun spec/process_spec.lua spec/capture_spec.lua \
 	  spec/gc_spec.lua spec/task_spec.lua spec/spawn_spec.lua
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer: procrun,
