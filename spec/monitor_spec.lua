@@ -83,6 +83,22 @@ describe("monitor", function()
       assert.are.equal(md.cwd(), rec.cwd)
     end)
 
+    it("pass the session and task to the child as PROCESS_* metadata", function()
+      local vars = { "env", "PROCESS_PARENT_PID", "PROCESS_SESSION_ID", "PROCESS_TASK_ID", "PROCESS_CONFIG" }
+      local r = assert(mon:run(H.cmd(table.unpack(vars)), { session_id = "s1", task_id = "t1",
+        env = { PROCESS_CONFIG = '{"a":1}' } }))
+      assert.are.equal(("PROCESS_PARENT_PID=%d\nPROCESS_SESSION_ID=s1\nPROCESS_TASK_ID=t1\n"
+        .. 'PROCESS_CONFIG={"a":1}\n'):format(require("procmon.input").pid()), r.stdout)
+      -- The user's own env wins; without a session or task nothing is added.
+      r = assert(mon:run(H.cmd("env", "PROCESS_SESSION_ID"), { session_id = "s1",
+        env = { PROCESS_SESSION_ID = "mine" } }))
+      assert.are.equal("PROCESS_SESSION_ID=mine\n", r.stdout)
+      r = assert(mon:run(H.cmd("env", "PROCESS_TASK_ID"), { env = { PROCESS_TASK_ID = false } }))
+      assert.are.equal("PROCESS_TASK_ID unset\n", r.stdout)
+      assert.error_matches(function() mon:spawn(H.cmd("exit", "0"), { session_id = "" }) end,
+        "bad argument #2 to 'spawn' %(option 'session_id'")
+    end)
+
     it("map the end to completed, failed, killed and timed_out", function()
       assert.are.equal("completed", mon:get(mon:run(H.cmd("exit", "0")).id).status)
       assert.are.equal("failed", mon:get(mon:run(H.cmd("exit", "1")).id).status)

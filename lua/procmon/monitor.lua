@@ -321,11 +321,25 @@ end
 
 local function is_pipe(v) return v == nil or v == "pipe" end
 
+--- The child's environment: the user's, over the PROCESS_* metadata of
+--- the record (this process as parent, the session, the task) when the
+--- record has a session or a task, so the child can pm.env.decode() it.
+--- PROCESS_CONFIG is left as it is: it is the user's to pass.
+local function with_metadata(env, rec)
+  if rec.session_id == nil and rec.task_id == nil then return env end
+  local meta = require("procmon.env").encode{ session_id = rec.session_id,
+    task_id = rec.task_id }
+  meta.PROCESS_CONFIG = nil
+  for k, v in pairs(env or {}) do meta[k] = v end
+  return meta
+end
+
 --- The pm.spawn options of one run: the user's, with the monitor's stream
 --- and exit hooks around theirs.
 function Job:_spawn_opts()
   local o = {}
   for k, v in pairs(self._opts) do o[k] = v end
+  o.env = with_metadata(o.env, self.record)
   local log, tail, lines = self._log, self._tail, o.lines
   local nl = lines and "\n" or ""
   local user_out, user_err, user_exit = o.on_stdout, o.on_stderr, o.on_exit
@@ -646,6 +660,12 @@ local function split_opts(mon, opts, level)
   local limit = mopts.limit
   if limit ~= nil and (math.type(limit) ~= "integer" or limit < 1) then
     arg_error(2, "spawn", "option 'limit': positive integer expected", level)
+  end
+  for _, k in ipairs({ "session_id", "task_id" }) do
+    local v = mopts[k]
+    if v ~= nil and not (math.type(v) == "integer" or (type(v) == "string" and v ~= "" and not v:find("%z"))) then
+      arg_error(2, "spawn", ("option '%s': non-empty string expected"):format(k), level)
+    end
   end
   if limit and mopts.replace then
     arg_error(2, "spawn", "options 'replace' and 'limit' exclude each other", level)
