@@ -96,12 +96,11 @@ check-fuzz-smoke: fuzz
 demo: deps all
 	$(BUILD)/procrun scripts/examples/parallel.lua
 
-# Each benchmark prints its figure, its floor from the same run and the ratio.
+# Every benchmark: each figure, its floor from the same run and the ratio,
+# into bench/RESULTS.md (bench/run).
 bench: deps all
 	@$(MAKE) --no-print-directory install-missing PACKAGES="hyperfine time"
-	bench/run.sh
-	bench/cache.sh
-	bench/statusline.sh
+	bench/run
 
 # PREFIX and DESTDIR are read here, at install time (not only by the first
 # configure): `make install PREFIX=/opt/x DESTDIR=/tmp/stage` after a plain

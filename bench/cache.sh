@@ -60,7 +60,7 @@ while [ "$r" -le "$ROUNDS" ]; do
   r=$((r + 1))
 done
 
-lua5.4 - "$REC" <<'LUA'
+lua5.4 - "$REC" "$KEYS" <<'LUA'
 -- Per-operation times: medians over the rounds, ratio = floor / subject.
 local rec, order = {}, {}
 for line in io.lines(arg[1]) do
@@ -76,6 +76,7 @@ local function median(xs)
   return n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
 end
 local floor = rec.floor
+local export = os.getenv("BENCH_ROWS") and assert(io.open(os.getenv("BENCH_ROWS"), "a"))
 print(("%-8s %-4s %12s %10s %8s %12s %6s"):format("subject", "op", "ops/s", "us/op",
   "ratio", "round range", "goal"))
 for _, name in ipairs(order) do
@@ -92,6 +93,14 @@ for _, name in ipairs(order) do
       or (ratio >= goal and "ok" or "MISS")
     print(("%-8s %-4s %12.0f %10.2f %7.2fx %5.2f-%-5.2f %6s"):format(name, op,
       1 / t, t * 1e6, ratio, lo, hi, verdict))
+    if export and name ~= "floor" then
+      export:write(table.concat({ ("cache %s, %d keys"):format(op, arg[2] or 1000), name,
+        ("%.1f us/op (%.0f/s)"):format(t * 1e6, 1 / t),
+        ("%.1f us/op"):format(median(floor[op]) * 1e6), ("%.2fx"):format(ratio),
+        ("%.2f-%.2f"):format(lo, hi), "",
+        name == "durable" and "" or (">=%.1fx"):format(goal),
+        (verdict == "-" and "" or verdict) }, "\t"), "\n")
+    end
   end
 end
 LUA

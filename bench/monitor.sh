@@ -127,7 +127,17 @@ local function ratios(a, b, f)
   table.sort(xs)
   return median(xs), xs[1], xs[#xs]
 end
-local function row(...) print(("%-46s %-12s %-12s %-18s %s"):format(...)) end
+local export = os.getenv("BENCH_ROWS") and assert(io.open(os.getenv("BENCH_ROWS"), "a"))
+local function row(name, value, floor, ratio, goal)
+  print(("%-46s %-12s %-12s %-18s %s"):format(name, value, floor, ratio, goal))
+  if export and value ~= "median" then
+    local r, range = ratio:match("^(%S+) %((.*)%)$")
+    local g, verdict = goal:match("^(.-) (%u+)$")
+    if not g then g, verdict = goal:match("^(.-) (ok)$") end
+    export:write(table.concat({ name, "procrun", value, floor, r or "", range or "", "",
+      g or goal, verdict or "" }, "\t"), "\n")
+  end
+end
 row("benchmark", "median", "floor", "ratio (range)", "goal")
 for _, fs in ipairs { "ps", "ps_tmpfs" } do
   if rec[fs .. ".floor"] then

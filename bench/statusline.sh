@@ -44,7 +44,8 @@ for parent in $STATE_DIRS; do
   PROCMON_STATE_DIR=$state "$OUT/coldstart" "$ROUNDS" "$RUNS" "$PAYLOAD" "$@" > "$OUT/statusline.txt"
   rm -rf "$state"
   # Per round: ratio to that round's floor; then the median over rounds.
-  awk '
+  # With BENCH_ROWS (bench/run), the rows also go there, tab-separated.
+  awk -v rows="${BENCH_ROWS:-}" -v fs="$(stat -f -c %T "$parent")" '
     $1 == "floor" { f[$2] = $3 }
     { name = $1; for (i = 2; i < NF - 1; i++) name = name " " $i
       r = $(NF - 1); t[name, r] = $NF; if (!(name in seen)) { seen[name] = 1; order[++n] = name }
@@ -58,7 +59,20 @@ for parent in $STATE_DIRS; do
         nm = order[i]; delete ts; delete rs
         for (r = 1; r <= rounds; r++) { ts[r] = t[nm, r]; rs[r] = t[nm, r] / f[r] }
         lo = hi = rs[1]; for (r = 2; r <= rounds; r++) { if (rs[r] < lo) lo = rs[r]; if (rs[r] > hi) hi = rs[r] }
-        printf "%-20s %8.2f ms %7.2fx %7.2f-%.2fx\n", nm, median(ts, rounds) * 1000, median(rs, rounds), lo, hi
+        med = median(ts, rounds); q = median(rs, rounds)
+        printf "%-20s %8.2f ms %7.2fx %7.2f-%.2fx\n", nm, med * 1000, q, lo, hi
+        if (nm == "floor") fmed = med
+        if (nm == "procrun") pmed = med
+        if (nm == "bun") bmed = med
+        if (rows != "" && nm != "floor") {
+          goal = nm == "procrun" ? "<=1.5x" : ""
+          verdict = nm != "procrun" ? "" : (q <= 1.5 ? "ok" : "MISS")
+          printf "statusline cold start (state dir on %s)\t%s\t%.2f ms\t%.2f ms (lua5.4 -e \047\047)\t%.2fx\t%.2f-%.2f\t\t%s\t%s\n", \
+            fs, nm, med * 1000, fmed * 1000, q, lo, hi, goal, verdict >> rows
+        }
       }
+      if (rows != "" && bmed > 0)
+        printf "statusline cold start (state dir on %s)\tBun / procrun\t%.2f ms (bun)\t%.2f ms (procrun)\t%.1fx faster\t\t\t>=10x\t%s\n", \
+          fs, bmed * 1000, pmed * 1000, bmed / pmed, (bmed / pmed >= 10 ? "ok" : "MISS") >> rows
     }' "$OUT/statusline.txt"
 done
