@@ -271,7 +271,8 @@ static void feed_line(lua_State *L, pm_stream_t *s, const char *d, size_t n, int
 /* Splits on '\n'; a partial line waits in the carry for the next chunk. */
 static void emit_lines(lua_State *L, chunk_t *c) {
   pm_stream_t *s = c->s;
-  const char *d = c->data, *end = c->data + c->len;
+  /* At EOF data is NULL: NULL + 0 is undefined behaviour (fuzz/lines.c). */
+  const char *d = c->data, *end = c->len ? c->data + c->len : c->data;
   while (d < end) {
     const char *nl = (const char *)memchr(d, '\n', (size_t)(end - d));
     if (nl == NULL) {
