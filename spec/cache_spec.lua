@@ -6,14 +6,7 @@ local cache = require "procmon.cache"
 local store = require "procmon.store"
 local cjson = require "cjson.safe"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local q, sh = H.q, H.sh
 
 local function sleep(s) assert(os.execute("sleep " .. s)) end
 

@@ -8,14 +8,7 @@ local H = require "helpers"
 local cache = require "procmon.cache"
 local cjson = require "cjson.safe"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local q, sh = H.q, H.sh
 
 -- The files in dir, sorted, except the cache's directory lock ".lock"
 -- (created by the first write and kept).

@@ -15,6 +15,17 @@ H.root = os.getenv("PWD")
 H.lua54 = os.getenv("PM_LUA54") or "lua5.4"
 
 --- Absolute path of spec/fixtures/<name>.lua.
+--- A string quoted for sh.
+function H.q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+--- Runs a shell command: its output (stderr included) and exit code.
+function H.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
 function H.fixture(name) return H.root .. "/spec/fixtures/" .. name .. ".lua" end
 
 --- argv running a fixture with the interpreter running the suite.

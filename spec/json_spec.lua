@@ -16,7 +16,7 @@ local function nest(n, inner)
   return v
 end
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = H.q
 
 -- Deep equality that also compares number subtypes and metatables.
 local function same(a, b)

@@ -6,14 +6,7 @@
 -- procrun runs would only repeat).
 local H = require "helpers"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local q, sh = H.q, H.sh
 
 local usable = H.lua == H.procrun and select(2, sh("command -v valgrind")) == 0
   and not sh("ldd " .. q(H.procrun)):find("libasan", 1, true)

@@ -4,7 +4,7 @@ local H = require "helpers"
 local json = require "procmon.json"
 local md = require "procmon.mondir"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = H.q
 
 --- Runs procrun with args; returns stdout, stderr, exit code.
 local function procrun(args, env)

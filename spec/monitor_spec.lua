@@ -6,7 +6,7 @@ local json = require "procmon.json"
 local policy = require "procmon.policy"
 local md = require "procmon.mondir"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = H.q
 
 local function read_json(path)
   local f = io.open(path, "rb")

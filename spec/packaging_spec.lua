@@ -17,7 +17,7 @@ local function sh(script, opts)
   return assert(pm.run({ "bash", "-c", script }, opts))
 end
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = H.q
 
 local function exists(path) return os.execute("test -e " .. q(path)) == true end
 
