@@ -98,6 +98,7 @@ const char *pm_check_c_string(lua_State *L, int idx, int arg, const char *what);
 int pm_opt_bool(lua_State *L, int arg, const char *key);
 int pm_opt_function(lua_State *L, int arg, const char *key);
 void *pm_scratch(lua_State *L, size_t size);
+void pm_new_class(lua_State *L, const char *name, const luaL_Reg *m);
 
 /* {=== processes (pm_process.c, pm_stdio.c) ===} */
 int pm_open_process(lua_State *L);

@@ -1133,14 +1133,6 @@ static int m_file_id(lua_State *L) {
 
 /* }=== */
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *m) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, m, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 int pm_open_mondir(lua_State *L) {
   static const luaL_Reg dir_m[] = {
     {"scan", dir_scan}, {"print_json", dir_print_json}, {"read", dir_read}, {"write", dir_write},
@@ -1162,10 +1154,10 @@ int pm_open_mondir(lua_State *L) {
     {"new_id", m_new_id}, {"cwd", m_cwd}, {"tty", m_tty}, {"file_id", m_file_id},
     {NULL, NULL}
   };
-  new_class(L, PM_MONDIR_MT, dir_m);
-  new_class(L, PM_MONLOCK_MT, lock_m);
-  new_class(L, PM_MONLOG_MT, log_m);
-  new_class(L, PM_SCAN_MT, scan_m);
+  pm_new_class(L, PM_MONDIR_MT, dir_m);
+  pm_new_class(L, PM_MONLOCK_MT, lock_m);
+  pm_new_class(L, PM_MONLOG_MT, log_m);
+  pm_new_class(L, PM_SCAN_MT, scan_m);
   luaL_newlib(L, funcs);
   return 1;
 }

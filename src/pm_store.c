@@ -855,14 +855,6 @@ static int store_now(lua_State *L) {
   return 1;
 }
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *m) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, m, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 int pm_open_store(lua_State *L) {
   static const luaL_Reg store_m[] = {
     {"get", store_get}, {"set", store_set}, {"delete", store_delete},
@@ -879,9 +871,9 @@ int pm_open_store(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"open", store_open}, {"now", store_now}, {NULL, NULL}
   };
-  new_class(L, PM_STORE_MT, store_m);
-  new_class(L, PM_LOCK_MT, lock_m);
-  new_class(L, PM_DIRBOX_MT, dirbox_m);
+  pm_new_class(L, PM_STORE_MT, store_m);
+  pm_new_class(L, PM_LOCK_MT, lock_m);
+  pm_new_class(L, PM_DIRBOX_MT, dirbox_m);
   luaL_newlib(L, funcs);
   return 1;
 }

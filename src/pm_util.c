@@ -253,3 +253,12 @@ int pm_opt_function(lua_State *L, int arg, const char *key) {
 void *pm_scratch(lua_State *L, size_t size) {
   return lua_newuserdatauv(L, size ? size : 1, 0);
 }
+
+/* A metatable 'name' with the methods 'm', which is its own __index. */
+void pm_new_class(lua_State *L, const char *name, const luaL_Reg *m) {
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, m, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
