@@ -130,6 +130,16 @@ describe("procrun", function()
       assert.are.equal("r040=failed", ids_statuses()[1])
     end)
 
+    it("reads a field given twice as the JSON decoder does: the last one wins", function()
+      -- Found by fuzz/record.c: the scanner kept the first expires_at.
+      local now = pm.time()
+      local text = ('{"id":"dup1","status":"completed","cmd":["x"],"restarts":0,'
+        .. '"started_at":%.3f,"expires_at":%.3f,"expires_at":null}'):format(now, now - 10)
+      assert(mon._d:write("done", "dup1", text))
+      local list = json.decode((procrun({ "ps", "--all", "--json", "--dir", dir })))
+      assert.are.same({ "dup1" }, { list[1] and list[1].id })
+    end)
+
     it("rejects unknown options", function()
       local _, err, code = procrun({ "ps", "--bogus" })
       assert.are.equal(1, code)

@@ -174,21 +174,23 @@ static int key_is(const char *k, size_t n, const char *want) {
   return strlen(want) == n && memcmp(k, want, n) == 0;
 }
 
-/* Stores the value at p into the field named k, if it is one we need. */
+/* Stores the value at p into the field named k, if it is one we need. A
+** field given twice is the last one, as for procmon.json (a null clears). */
 static void take_field(rec_info_t *r, const char *k, size_t n, const char *p) {
   if (key_is(k, n, "started_at")) r->started_at = strtod(p, NULL);
-  else if (key_is(k, n, "expires_at") && *p != 'n')
-    r->expires_at = strtod(p, NULL), r->has_expiry = 1;
-  else if (key_is(k, n, "pid") && *p != 'n')
-    r->pid = strtoll(p, NULL, 10), r->has_pid = 1;
+  else if (key_is(k, n, "expires_at"))
+    r->expires_at = strtod(p, NULL), r->has_expiry = *p != 'n';
+  else if (key_is(k, n, "pid"))
+    r->pid = strtoll(p, NULL, 10), r->has_pid = *p != 'n';
   else if (key_is(k, n, "owner_pid")) r->owner_pid = strtoll(p, NULL, 10);
   else if (key_is(k, n, "start_time")) r->start_time = strtoull(p, NULL, 10);
   else if (key_is(k, n, "owner_start_time"))
     r->owner_start = strtoull(p, NULL, 10);
   else if (key_is(k, n, "detached")) r->detached = *p == 't';
-  else if (key_is(k, n, "boot_id") && *p == '"') {
+  else if (key_is(k, n, "boot_id")) {
     size_t i = 0;
-    for (p++; *p && *p != '"' && i < sizeof r->boot - 1; p++) r->boot[i++] = *p;
+    if (*p == '"')
+      for (p++; *p && *p != '"' && i < sizeof r->boot - 1; p++) r->boot[i++] = *p;
     r->boot[i] = '\0';
   }
 }
