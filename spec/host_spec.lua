@@ -112,6 +112,19 @@ describe("procrun", function()
       assert.are.equal("", r.stderr)
     end)
 
+    it("has libuv and lua-cjson linked in, and exports Lua's API but not theirs", function()
+      -- Two shared objects fewer to load at every start; a C module that
+      -- links the shared libuv must not bind to procrun's copy.
+      local libs = assert(pm.run({ "ldd", H.procrun })).stdout
+      assert.matches("libc%.so", libs)
+      assert.is_nil(libs:find("libuv", 1, true))
+      assert.is_nil(libs:find("cjson", 1, true))
+      local syms = assert(pm.run({ "nm", "-D", "--defined-only", H.procrun })).stdout
+      assert.matches(" T lua_pushlstring\n", syms)
+      assert.is_nil(syms:find(" T uv_", 1, true))
+      assert.is_nil(syms:find(" T luaopen_cjson", 1, true))
+    end)
+
     it("prints usage on stdout with --help", function()
       local r = procrun({ "--help" })
       assert.are.equal(0, r.code)
