@@ -130,6 +130,24 @@ describe("errors", function()
     end)
   end)
 
+  describe("inside procmon's embedded Lua", function()
+    it("keeps line numbers; the names of locals are stripped (cmake/dump.lua)", function()
+      local open = require("procmon.cache").open
+      local info = debug.getinfo(open, "SL")
+      assert.are.equal("@[procmon]/procmon.cache.lua", info.source)
+      assert.is_not_nil(next(info.activelines))
+      assert.is_nil(debug.getlocal(open, 1))
+      local cache = assert(require("procmon.cache").open({ dir = H.tmpdir() }))
+      local caller
+      cache:remember("k", 60, function()
+        caller = debug.getinfo(2, "Sl")
+        return 1
+      end)
+      assert.are.equal("@[procmon]/procmon.cache.lua", caller.source)
+      assert.is_true(caller.currentline > 0)
+    end)
+  end)
+
   describe("run_all", function()
     it("starts no job when one of them is misused", function()
       local jobs = { { H.cmd("sleep", "30") }, { H.cmd("sleep", "30") }, { { "true" }, { tiemout = 1 } } }
