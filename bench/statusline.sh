@@ -65,8 +65,9 @@ for parent in $STATE_DIRS; do
         if (nm == "procrun") pmed = med
         if (nm == "bun") bmed = med
         if (rows != "" && nm != "floor") {
-          goal = nm == "procrun" ? "<=1.5x" : ""
-          verdict = nm != "procrun" ? "" : (q <= 1.5 ? "ok" : "MISS")
+          timed = nm == "procrun" || nm == "procrun example"
+          goal = timed ? "<=1.5x" : ""
+          verdict = !timed ? "" : (q <= 1.5 ? "ok" : "MISS")
           printf "statusline cold start (state dir on %s)\t%s\t%.2f ms\t%.2f ms (lua5.4 -e \047\047)\t%.2fx\t%.2f-%.2f\t\t%s\t%s\n", \
             fs, nm, med * 1000, fmed * 1000, q, lo, hi, goal, verdict >> rows
         }
