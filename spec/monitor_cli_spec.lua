@@ -226,15 +226,34 @@ describe("procrun", function()
       assert.matches("has no log", err2)
     end)
 
+    it("-f loses nothing written between the printed part and the followed part", function()
+      -- A writer that is busy when `logs -f` starts (detached: it writes
+      -- its log itself, line by line): the lines it wrote between the
+      -- printing and the following used to be lost (the log was opened
+      -- again, at its end).
+      local p = assert(mon:spawn({ "sh", "-c",
+        "i=0; while [ $i -lt 100000 ]; do echo $i; i=$((i+1)); done" },
+        { log = true, detached = true }))
+      pm.sleep(0.05)
+      local out, err, code = procrun({ "logs", "-f", p.id, "--dir", dir })
+      assert.are.equal(0, code, err)
+      local want = {}
+      for i = 0, 99999 do want[#want + 1] = i .. "\n" end
+      want = table.concat(want)
+      assert.are.equal(#want, #out)
+      assert.is_true(want == out)
+      p:wait()
+    end)
+
     it("-f follows the log through rotations until the job ends", function()
       local p = assert(mon:spawn({ "sh", "-c",
-        "sleep 0.5; i=0; while [ $i -lt 60 ]; do printf '%04d.......\\n' $i; i=$((i+1)); sleep 0.01; done" },
-        { log = true, log_max = 200 }))
+        "sleep 0.5; i=0; while [ $i -lt 120 ]; do printf '%04d.......\\n' $i; i=$((i+1)); sleep 0.01; done" },
+        { log = true, log_max = 480 }))  -- a rotation every 40 lines (0.4 s: polls are 0.1 s)
       local out, err, code = procrun({ "logs", "-f", p.id, "--dir", dir })
       assert.are.equal(0, code, err)
       assert.is_false(p:running() and mon:get(p.id).status == "running")
       local want = {}
-      for i = 0, 59 do want[#want + 1] = ("%04d.......\n"):format(i) end
+      for i = 0, 119 do want[#want + 1] = ("%04d.......\n"):format(i) end
       assert.are.equal(table.concat(want), out)
       p:wait()
     end)

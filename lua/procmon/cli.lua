@@ -267,10 +267,9 @@ end
 
 -- {=== logs ===}
 
---- The last `n` lines of the file at path (fewer if it has fewer) and how
---- many were found.
-local function last_lines(path, n)
-  local f = io.open(path, "rb")
+--- The last `n` lines of the open file f (fewer if it has fewer; none if
+--- f is nil) and how many were found; f is left at its end.
+local function last_lines(f, n)
   if not f then return "", 0 end
   local size = f:seek("end")
   local pos, buf, count = size, "", 0
@@ -283,31 +282,39 @@ local function last_lines(path, n)
     if buf:sub(-1) ~= "\n" and #buf > 0 then nl = nl + 1 end
     if nl > n then break end
   end
-  f:close()
+  f:seek("set", size)
   local lines = {}
   for l in buf:gmatch("[^\n]*\n?") do if l ~= "" then lines[#lines + 1] = l end end
   count = math.min(n, #lines)
   return table.concat(lines, "", #lines - count + 1), count
 end
 
-local function print_file(path)
-  local f = io.open(path, "rb")
-  if not f then return end
-  while true do
+--- Prints the open file f (if any) from where it is to its end.
+local function print_rest(f)
+  while f do
     local s = f:read(65536)
     if not s then break end
     io.stdout:write(s)
   end
-  f:close()
 end
 
---- Follows `path` until the job of `id` is no longer running; the log may
---- be rotated meanwhile (then the rest of the old file comes first).
-local function follow(mon, id, path)
+--- The log at path opened, and its file id, both of the same file: a
+--- rotation between the two is seen, and the open is tried again.
+local function open_log(path)
+  local md = require "procmon.mondir"
+  while true do
+    local id = md.file_id(path)
+    local f = io.open(path, "rb")
+    if md.file_id(path) == id then return f, id end
+    if f then f:close() end
+  end
+end
+
+--- Follows the log at path, open as f with file id fid (printed up to where
+--- f is), until the job of `id` is no longer running; the log may be
+--- rotated meanwhile (then the rest of the old file comes first).
+local function follow(mon, id, path, f, fid)
   local pm, md = require "procmon", require "procmon.mondir"
-  local f = io.open(path, "rb")
-  local fid = md.file_id(path)
-  if f then f:seek("end") end
   while true do
     local chunk = f and f:read("a")
     if chunk and #chunk > 0 then io.stdout:write(chunk); io.stdout:flush() end
@@ -346,16 +353,23 @@ function commands.logs(args)
   local rec, err = find_record(mon, pos[1])
   if not rec then return fail("logs", err) end
   if not rec.log then return fail("logs", rec.id .. " has no log (spawn it with log = true)") end
+  -- The current file is opened first and followed from where its printing
+  -- ended: nothing written meanwhile is lost. If it was rotated since, it is
+  -- the ".1" now (and the older one is gone): then it is printed once.
+  local f, fid = open_log(rec.log)
+  local old = require("procmon.mondir").file_id(rec.log .. ".1") ~= fid
+    and io.open(rec.log .. ".1", "rb")
   if n then
-    local cur, got = last_lines(rec.log, n)
-    local old = got < n and last_lines(rec.log .. ".1", n - got) or ""
-    io.stdout:write(old, cur)
+    local cur, got = last_lines(f, n)
+    io.stdout:write(got < n and last_lines(old, n - got) or "", cur)
   else
-    print_file(rec.log .. ".1")
-    print_file(rec.log)
+    print_rest(old)
+    print_rest(f)
   end
+  if old then old:close() end
   io.stdout:flush()
-  if opts["-f"] or opts["--follow"] then return follow(mon, rec.id, rec.log) end
+  if opts["-f"] or opts["--follow"] then return follow(mon, rec.id, rec.log, f, fid) end
+  if f then f:close() end
   return 0
 end
 
