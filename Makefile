@@ -3,7 +3,7 @@ BUILD ?= build
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
 DEB_PACKAGES = cmake make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev \
-               libuv1-dev lua-busted groff-base zsh
+               libuv1-dev lua-busted groff-base zsh git
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps install-missing test test-asan test-release test-valgrind demo install \

@@ -313,8 +313,8 @@ describe("Claude Code examples", function()
     it("shows the git branch and dirty state, cached for a few seconds", function()
       local repo = H.tmpdir()
       finally(function() os.execute("rm -rf '" .. repo .. "'") end)
-      local git = pm.run({ "git", "-C", repo, "init", "-q" })
-      if not git or git.code ~= 0 then return pending("git is not available") end
+      local git = assert(pm.run({ "git", "-C", repo, "init", "-q" }))  -- make deps installs git
+      assert.are.equal(0, git.code, git.stderr)
       H.read_file(repo .. "/.git/HEAD")
       local f = assert(io.open(repo .. "/file", "w"))
       f:write("x\n")
