@@ -15,6 +15,38 @@ describe("capture", function()
     end
   end)
 
+  it("makes a big capture (kept in a memfd under procrun) an ordinary string", function()
+    -- Past 1 MiB procrun keeps the capture in a memfd and builds the
+    -- string from the same pages (src/pm_alloc.c); it must behave as any
+    -- string, outlive the process object, and leave no descriptor open.
+    local function fds()
+      local n = 0
+      local f = assert(io.popen("ls /proc/" .. require("procmon.mondir").self() .. "/fd"))
+      for _ in f:lines() do n = n + 1 end
+      f:close()
+      return n
+    end
+    local before = fds()
+    local sizes = { 3 * 1024 * 1024 + 7, 5 * 1024 * 1024 }
+    local outs = {}
+    for i, n in ipairs(sizes) do
+      local r = pm.run(H.cmd("spew", tostring(n)), { max_buffer = 4 * 1024 * 1024 })
+      outs[i] = r.stdout
+      assert.are.equal(math.min(n, 4 * 1024 * 1024), #r.stdout)
+      assert.are.equal(n > 4 * 1024 * 1024, r.truncated)
+    end
+    collectgarbage()
+    collectgarbage()
+    local want = ("0123456789abcdef"):rep(4096)
+    for i, out in ipairs(outs) do
+      assert.is_true(out == want:rep(#out // #want) .. want:sub(1, #out % #want), "capture " .. i)
+      local t = { [out] = i }
+      assert.are.equal(i, t[want:rep(#out // #want) .. want:sub(1, #out % #want)])
+    end
+    assert.are.equal(("0123456789abcdef"):rep(2), outs[1]:sub(-7 - 32, -8))
+    assert.are.equal(before, fds())
+  end)
+
   it("is binary safe", function()
     local data = {}
     for i = 0, 255 do data[#data + 1] = string.char(i) end

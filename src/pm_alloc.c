@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pm_internal.h"
 
@@ -23,6 +25,12 @@ typedef struct pool {
   void *free[POOL_CLASSES];
   char *cur, *end;
   void *slabs;              /* each slab starts with a link to the previous */
+  /* Adopting a capture's pages as a string (below). */
+  size_t str_offset;        /* where a long string's bytes start in its block */
+  int probing;              /* the next string block tells str_offset */
+  int adopting;             /* the next string block maps adopt_fd */
+  int adopt_fd;
+  size_t adopt_len;
 } pool_t;
 
 enum { K_NONE, K_POOL, K_LIBC, K_BIG };
@@ -93,11 +101,72 @@ static void raw_free(pool_t *pool, int k, void *p, size_t n) {
   else free(p);
 }
 
+/* {=== captures that become strings without a second copy ===} */
+
+/*
+** A big capture (src/pm_stdio.c) can live in a memfd, its bytes at the
+** offset where a long string's bytes sit in their block. Lua then makes
+** the Result's string as usual, but procmon_alloc answers the string's
+** block with a second mapping of the same file: Lua's memcpy writes every
+** byte onto itself through another address, and the capture's memory is
+** not touched a second time (on a VM, that first touch of fresh memory is
+** most of what a 256 MiB capture costs; bench/NOTES.md). Only in states
+** made by procmon_newstate; elsewhere the string is a copy, as before.
+*/
+#define PROBE_LEN 64  /* a long string: longer than LUAI_MAXSHORTLEN */
+
+/* The block for the adopted string, or NULL (then an ordinary one). */
+static void *adopt_block(pool_t *pool, size_t nsize) {
+  size_t size = page_round(nsize);
+  struct stat st;
+  void *p;
+  pool->adopting = 0;
+  if (nsize < PM_BIG || nsize != pool->str_offset + pool->adopt_len + 1) return NULL;
+  if (fstat(pool->adopt_fd, &st) != 0 ||
+      ((size_t)st.st_size < size && ftruncate(pool->adopt_fd, (off_t)size) != 0))
+    return NULL;
+  p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, pool->adopt_fd, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* A new string block while a probe or an adoption waits for it. */
+static void *string_block(pool_t *pool, size_t nsize) {
+  if (pool->probing) {
+    pool->probing = 0;
+    pool->str_offset = nsize - PROBE_LEN - 1;
+    return NULL;
+  }
+  return adopt_block(pool, nsize);
+}
+
+size_t pm_adopt_offset(lua_State *L) {
+  void *ud;
+  if (lua_getallocf(L, &ud) != procmon_alloc || ud == NULL) return 0;
+  return ((pool_t *)ud)->str_offset;
+}
+
+void pm_push_adopted(lua_State *L, int fd, const char *s, size_t len) {
+  void *ud;
+  pool_t *pool;
+  lua_getallocf(L, &ud);
+  pool = (pool_t *)ud;
+  pool->adopt_fd = fd;
+  pool->adopt_len = len;
+  pool->adopting = 1;
+  lua_pushlstring(L, s, len);
+  pool->adopting = 0;
+}
+
+/* }=== */
+
 /* Every case but the two hot ones of procmon_alloc. */
 static __attribute__((noinline)) void *alloc_other(pool_t *pool, void *ptr, size_t osize,
                                                    size_t nsize) {
   int ok, nk;
   void *p;
+  if (ptr == NULL && osize == LUA_TSTRING && pool && (pool->probing || pool->adopting) &&
+      (p = string_block(pool, nsize)) != NULL)
+    return p;
   if (ptr == NULL) osize = 0;  /* then osize only tells the object type */
   ok = kind(pool, osize);
   nk = kind(pool, nsize);
@@ -183,6 +252,10 @@ lua_State *procmon_newstate(void) {
   }
   lua_atpanic(L, panic);
   lua_setwarnf(L, warn_off, L);
+  pool->probing = 1;  /* learns pool->str_offset */
+  lua_pushlstring(L, "0123456789012345678901234567890123456789012345678901234567890123",
+                  PROBE_LEN);
+  lua_pop(L, 1);
   return L;
 }
 

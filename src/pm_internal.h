@@ -100,6 +100,11 @@ int pm_opt_function(lua_State *L, int arg, const char *key);
 void *pm_scratch(lua_State *L, size_t size);
 void pm_new_class(lua_State *L, const char *name, const luaL_Reg *m);
 
+/* pm_alloc.c: a capture kept in a memfd at pm_adopt_offset (0: this state
+** cannot) becomes a string without a second copy (pm_push_adopted). */
+size_t pm_adopt_offset(lua_State *L);
+void pm_push_adopted(lua_State *L, int fd, const char *s, size_t len);
+
 /* {=== processes (pm_process.c, pm_stdio.c) ===} */
 int pm_open_process(lua_State *L);
 void pm_proc_kill_all(pm_ctx_t *ctx);

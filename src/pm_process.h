@@ -33,6 +33,9 @@ typedef struct pm_stream {
   int write_error;      /* a queued write failed (EPIPE): later ones fail */
   char *buf;            /* capture buffer, or the callback read buffer */
   size_t len, cap;
+  int in_file;          /* a big capture, moved into the memfd mfd, its */
+  int mfd;              /* bytes at file_off (pm_stdio.c) */
+  size_t file_off;
   char *carry;          /* partial line waiting for its newline */
   size_t carry_len, carry_cap;
 } pm_stream_t;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pm_process.h"
@@ -321,11 +322,63 @@ static void deliver(pm_stream_t *s, const char *data, size_t len, int final) {
 ** the loop). A thousand children with line callbacks then cost no read
 ** buffers of their own. */
 
+/* A capture that reaches PM_FILE_CAPTURE bytes moves into a memfd when
+** the state can adopt it as its Result string (pm_adopt_offset): the bytes
+** at that offset in the file, so that the string is made from the same
+** pages (src/pm_alloc.c) instead of a second copy. */
+#define PM_FILE_CAPTURE ((size_t)1 << 20)
+
+static int move_to_file(pm_stream_t *s, size_t cap) {
+  size_t off = pm_adopt_offset(s->proc->ctx->L);
+  int fd;
+  char *map;
+  if (off == 0 || (fd = memfd_create("procmon-capture", MFD_CLOEXEC)) < 0) return 0;
+  if (ftruncate(fd, (off_t)(off + cap)) != 0 ||
+      (map = mmap(NULL, off + cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+    close(fd);
+    return 0;
+  }
+  memcpy(map + off, s->buf, s->len);
+  procmon_alloc(NULL, s->buf, s->cap, 0);
+  s->in_file = 1;
+  s->mfd = fd;
+  s->file_off = off;
+  s->buf = map + off;
+  s->cap = cap;
+  return 1;
+}
+
+static int grow_file(pm_stream_t *s, size_t cap) {
+  size_t off = s->file_off;
+  char *map;
+  if (ftruncate(s->mfd, (off_t)(off + cap)) != 0) return 0;
+  map = (char *)mremap(s->buf - off, off + s->cap, off + cap, MREMAP_MAYMOVE);
+  if (map == MAP_FAILED) return 0;
+  s->buf = map + off;
+  s->cap = cap;
+  return 1;
+}
+
+static void free_buffer(pm_stream_t *s) {
+  if (s->in_file) {
+    munmap(s->buf - s->file_off, s->file_off + s->cap);
+    close(s->mfd);
+    s->in_file = 0;
+  } else {
+    procmon_alloc(NULL, s->buf, s->cap, 0);
+  }
+}
+
 static void grow_buffer(pm_stream_t *s, size_t want) {
   size_t cap = s->cap ? s->cap : PM_CAPTURE_MIN;
   char *b;
   while (cap - s->len < want) cap *= 2;
   if (cap == s->cap) return;
+  if (s->in_file) {
+    if (!grow_file(s, cap)) abort();  /* out of memory, as below */
+    return;
+  }
+  if (cap >= PM_FILE_CAPTURE && !s->has_cb && !s->discard && move_to_file(s, cap)) return;
   b = (char *)procmon_alloc(NULL, s->buf, s->cap, cap);  /* big: mremap, no copy */
   if (b == NULL) abort();
   s->buf = b;
@@ -455,13 +508,14 @@ void pm_stdio_finish(pm_proc_t *p) {
 void pm_stdio_push_output(lua_State *L, pm_proc_t *p, int fd) {
   pm_stream_t *s = &p->io[fd];
   if (s->mode != PM_IO_PIPE || s->has_cb) lua_pushnil(L);
+  else if (s->in_file) pm_push_adopted(L, s->mfd, s->buf, s->len);
   else lua_pushlstring(L, s->buf ? s->buf : "", s->len);
 }
 
 void pm_stdio_free(pm_proc_t *p) {
   for (int fd = 0; fd < 3; fd++) {
     pm_stream_t *s = &p->io[fd];
-    procmon_alloc(NULL, s->buf, s->cap, 0);
+    free_buffer(s);
     free(s->carry);
     s->buf = s->carry = NULL;
     s->len = s->cap = s->carry_len = s->carry_cap = 0;
