@@ -113,7 +113,9 @@ static void raw_free(pool_t *pool, int k, void *p, size_t n) {
 ** most of what a 256 MiB capture costs; bench/NOTES.md). Only in states
 ** made by procmon_newstate; elsewhere the string is a copy, as before.
 */
-#define PROBE_LEN 64  /* a long string: longer than LUAI_MAXSHORTLEN */
+#define PROBE_LEN 256  /* a long string whose block is not a pool block */
+
+static const char probe_bytes[PROBE_LEN];
 
 /* The block for the adopted string, or NULL (then an ordinary one). */
 static void *adopt_block(pool_t *pool, size_t nsize) {
@@ -253,9 +255,9 @@ lua_State *procmon_newstate(void) {
   lua_atpanic(L, panic);
   lua_setwarnf(L, warn_off, L);
   pool->probing = 1;  /* learns pool->str_offset */
-  lua_pushlstring(L, "0123456789012345678901234567890123456789012345678901234567890123",
-                  PROBE_LEN);
+  lua_pushlstring(L, probe_bytes, PROBE_LEN);
   lua_pop(L, 1);
+  if (pool->probing) pool->probing = 0, pool->str_offset = 0;  /* not seen: no adoption */
   return L;
 }
 
