@@ -65,6 +65,16 @@ describe("capture", function()
     end))
   end)
 
+  it("keeps a big capture in plain memory under a file-size limit", function()
+    -- A memfd counts against RLIMIT_FSIZE: growing one past the limit
+    -- raised SIGXFSZ, which killed procrun.
+    local code = ("local pm = require 'procmon'; local r = pm.run({ %q, %q, '3145728' });"
+      .. " io.write(#r.stdout, ' ', r.code)"):format(H.lua, H.fixture("spew"))
+    local r = assert(pm.run({ "sh", "-c", 'ulimit -f 1024 && exec "$@"', "sh", H.procrun, "-e", code }))
+    assert.are.equal("", r.stderr)
+    assert.are.same({ 0, "3145728 0" }, { r.code, r.stdout })
+  end)
+
   it("is binary safe", function()
     local data = {}
     for i = 0, 255 do data[#data + 1] = string.char(i) end

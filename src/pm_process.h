@@ -36,6 +36,7 @@ typedef struct pm_stream {
   int in_file;          /* a big capture, moved into the memfd mfd, its */
   int mfd;              /* bytes at file_off (pm_stdio.c) */
   size_t file_off;
+  int no_file;          /* the memfd could not grow: plain memory from then */
   char *carry;          /* partial line waiting for its newline */
   size_t carry_len, carry_cap;
 } pm_stream_t;

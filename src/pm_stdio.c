@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pm_process.h"
@@ -328,11 +329,20 @@ static void deliver(pm_stream_t *s, const char *data, size_t len, int final) {
 ** pages (src/pm_alloc.c) instead of a second copy. */
 #define PM_FILE_CAPTURE ((size_t)1 << 20)
 
+/* A memfd's size counts against RLIMIT_FSIZE (past it: SIGXFSZ, which
+** kills by default): with a limit set, captures stay in plain memory. */
+static int no_file_limit(void) {
+  struct rlimit rl;
+  return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY;
+}
+
 static int move_to_file(pm_stream_t *s, size_t cap) {
   size_t off = pm_adopt_offset(s->proc->ctx->L);
   int fd;
   char *map;
-  if (off == 0 || (fd = memfd_create("procmon-capture", MFD_CLOEXEC)) < 0) return 0;
+  if (off == 0 || s->no_file || !no_file_limit() ||
+      (fd = memfd_create("procmon-capture", MFD_CLOEXEC)) < 0)
+    return 0;
   if (ftruncate(fd, (off_t)(off + cap)) != 0 ||
       (map = mmap(NULL, off + cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
     close(fd);
@@ -369,15 +379,23 @@ static void free_buffer(pm_stream_t *s) {
   }
 }
 
+/* Back to plain memory when the file cannot grow (out of memory there). */
+static void leave_file(pm_stream_t *s) {
+  char *b = (char *)procmon_alloc(NULL, NULL, 0, s->cap);
+  if (b == NULL) abort();  /* out of memory, as below */
+  memcpy(b, s->buf, s->len);
+  free_buffer(s);
+  s->buf = b;
+  s->no_file = 1;
+}
+
 static void grow_buffer(pm_stream_t *s, size_t want) {
   size_t cap = s->cap ? s->cap : PM_CAPTURE_MIN;
   char *b;
   while (cap - s->len < want) cap *= 2;
   if (cap == s->cap) return;
-  if (s->in_file) {
-    if (!grow_file(s, cap)) abort();  /* out of memory, as below */
-    return;
-  }
+  if (s->in_file && grow_file(s, cap)) return;
+  if (s->in_file) leave_file(s);
   if (cap >= PM_FILE_CAPTURE && !s->has_cb && !s->discard && move_to_file(s, cap)) return;
   b = (char *)procmon_alloc(NULL, s->buf, s->cap, cap);  /* big: mremap, no copy */
   if (b == NULL) abort();
