@@ -75,6 +75,29 @@ describe("capture", function()
     assert.are.same({ 0, "3145728 0" }, { r.code, r.stdout })
   end)
 
+  it("goes on in plain memory when the capture's memfd cannot grow", function()
+    -- The file-size limit is lowered (XFSZ ignored) once the capture is in
+    -- its memfd: growing it fails with EFBIG, the bytes move back to plain
+    -- memory and the capture goes on (it used to abort).
+    local child = ('"$0" "$1" 1500000; sleep 1; "$0" "$1" 3000000')
+    local code = ([[
+      local pm = require "procmon"
+      local p = assert(pm.spawn({ "sh", "-c", %q, %q, %q }))
+      pm.sleep(0.3)
+      assert(pm.run({ "prlimit", "--pid", tostring(require("procmon.mondir").self()),
+        "--fsize=2000000" }).ok)
+      local r = p:wait()
+      local mapped = false
+      for l in io.lines("/proc/self/maps") do
+        mapped = mapped or l:find("memfd:procmon-capture", 1, true) ~= nil
+      end
+      io.write(#r.stdout, " ", r.code, " ", tostring(mapped))
+    ]]):format(child, H.lua, H.fixture("spew"))
+    local r = assert(pm.run({ "sh", "-c", "trap '' XFSZ; exec \"$@\"", "sh", H.procrun, "-e", code }))
+    assert.are.equal("", r.stderr)
+    assert.are.same({ 0, "4500000 0 false" }, { r.code, r.stdout })
+  end)
+
   it("is binary safe", function()
     local data = {}
     for i = 0, 255 do data[#data + 1] = string.char(i) end
