@@ -827,6 +827,20 @@ static int proc_write(lua_State *L) {
   return pm_stdio_write(L, p, data, len);
 }
 
+/* Appends the function at 2 to the list in user value uv of the Process
+** at 1 (made on first use). */
+static void append_callback(lua_State *L, int uv) {
+  if (lua_getiuservalue(L, 1, uv) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, uv);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
 /* p:_on_drain(fn) -> true: fn() once the stdin queue is below the mark or
 ** the pipe is gone; false (fn not kept) when that is the case now. */
 static int proc_on_drain(lua_State *L) {
@@ -836,14 +850,7 @@ static int proc_on_drain(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (lua_getiuservalue(L, 1, UV_DRAIN) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, UV_DRAIN);
-  }
-  lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  append_callback(L, UV_DRAIN);
   p->drain_waiting = 1;
   lua_pushboolean(L, 1);
   return 1;
@@ -890,14 +897,7 @@ static int proc_on_settle(lua_State *L) {
   pm_proc_box_t *box = check_box(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_argcheck(L, box->p && !box->p->settled, 1, "process already settled");
-  if (lua_getiuservalue(L, 1, UV_WAITERS) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, UV_WAITERS);
-  }
-  lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  append_callback(L, UV_WAITERS);
   /* Someone waits: a detached child now keeps the loop alive. */
   if (!box->p->exited) watch_ref(box->p);
   return 0;
