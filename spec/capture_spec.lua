@@ -24,11 +24,7 @@ describe("capture", function()
     local function fds()
       collectgarbage()
       collectgarbage()
-      local n = 0
-      local f = assert(io.popen("ls /proc/" .. require("procmon.mondir").self() .. "/fd"))
-      for _ in f:lines() do n = n + 1 end
-      f:close()
-      return n
+      return H.fd_count()
     end
     local before = fds()
     local sizes = { 3 * 1024 * 1024 + 7, 5 * 1024 * 1024 }

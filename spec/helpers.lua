@@ -102,6 +102,18 @@ function H.assert_no_live_handles()
   assert.are.equal(0, pm._handles(), "live libuv handles after the test")
 end
 
+--- The descriptors open in process pid (default: this one), as a count:
+--- the listing's own pipe is left out, and so is one that closed while
+--- listing (popen's copy of the write end); a leaked one stays open.
+function H.fd_count(pid)
+  pid = pid or require("procmon.mondir").self()
+  local p = assert(io.popen(("me=$(readlink /proc/$$/fd/1); for f in /proc/%s/fd/*; do "
+    .. 'l=$(readlink "$f"); [ -z "$l" ] || [ "$l" = "$me" ] || echo; done'):format(pid)))
+  local out = p:read("a")
+  p:close()
+  return #out
+end
+
 function H.read_file(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
