@@ -64,6 +64,20 @@ describe("procrun", function()
       p:wait()
     end)
 
+    it("fits a narrow terminal: NAME shrinks, then RESTARTS, PID and AGE go", function()
+      local p = assert(mon:spawn(H.cmd("sleep", "30"), { name = ("n"):rep(24) }))
+      for _, cols in ipairs({ 80, 60, 40, 30, 12 }) do
+        local out = procrun({ "ps", "--all", "--dir", dir }, { COLUMNS = tostring(cols) })
+        for l in out:gmatch("[^\n]+") do assert.is_true(utf8.len(l) <= cols, cols .. ": " .. l) end
+        if cols == 30 then assert.matches("^ID%s+STATUS%s+COMMAND\n", out) end
+        assert.matches(p.id, out, 1, true)
+      end
+      local wide = procrun({ "ps", "--dir", dir }, { COLUMNS = "200" })
+      assert.matches("PID.*NAME.*RESTARTS", wide)
+      p:kill()
+      p:wait()
+    end)
+
     it("--json prints the records as one array", function()
       local a = mon:run(H.cmd("exit", "0"), { name = "a" })
       local b = assert(mon:spawn(H.cmd("sleep", "30"), { name = "b" }))

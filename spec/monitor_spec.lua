@@ -197,6 +197,24 @@ describe("monitor", function()
       assert.is_true(H.eventually(function() return not H.exists(pid) end))
     end)
 
+    it("can be waited on when detached; a timed-out wait leaves nothing", function()
+      local script = ([[
+        local m = require("procmon").monitor{ dir = %q }
+        local p = assert(m:spawn({ %q, %q, "0.3" }, { detached = true }))
+        for _ = 1, 50 do assert(select(3, p:wait(0)) == "ETIMEDOUT") end
+        io.write(#p._waiters, " ", p:wait().code, " ")
+        local q = assert(m:spawn({ %q, %q, "30" }, { detached = true }))
+        assert(select(3, q:wait(0.05)) == "ETIMEDOUT")
+        print(q.pid)]]):format(dir, H.lua, H.fixture("sleep"), H.lua, H.fixture("sleep"))
+      local out, code = H.sh(H.q(H.procrun) .. " -e " .. H.q(script))
+      assert.are.equal(0, code, out)
+      -- the first job was waited for; nobody waits for the second any
+      -- more, so procrun ended while it runs on
+      local pid = assert(tonumber(out:match("^0 0 (%d+)\n$")), out)
+      assert.is_true(H.exists(pid))
+      H.kill_group(pid)
+    end)
+
     it("raise misuse at the caller's line", function()
       assert.has_error(function() mon:spawn(H.cmd("exit"), { tiemout = 1 }) end,
         "bad argument #2 to 'spawn' (unknown option 'tiemout')")
@@ -537,6 +555,18 @@ describe("monitor", function()
       r = mon:run(H.cmd("echo", "hi"), { log = path })
       assert.are.equal(path, mon:get(r.id).log)
       assert.are.equal("hi\n", H.read_file(path))
+    end)
+
+    it("of a detached job are private too, whatever the umask", function()
+      local script = ([[
+        local m = require("procmon").monitor{ dir = %q }
+        local p = assert(m:spawn({ %q, "-e", "print('bg')" }, { detached = true, log = true }))
+        p:wait()
+        print(m:get(p.id).log)]]):format(dir, H.lua)
+      local out = H.sh("umask 022; exec " .. H.q(H.procrun) .. " -e " .. H.q(script))
+      local path = out:match("[^\n]+")
+      assert.are.equal("bg\n", H.read_file(path))
+      assert.are.equal(600, tonumber(mode(path)))
     end)
   end)
 end)

@@ -111,8 +111,32 @@ local function row_of(rec, now)
     rec.status or "?", human(t), tostring(rec.restarts or 0), command_line(rec.cmd) }
 end
 
+-- A narrow terminal loses columns in this order; ID, STATUS and at least
+-- MIN_COMMAND characters of the COMMAND always stay.
+local DROP = { 6, 2, 5, 3 }     -- RESTARTS, PID, AGE/DURATION, NAME
+local MIN_NAME, MIN_COMMAND = 4, 8
+
+--- Which of the first six columns show, NAME's width, and the COMMAND's
+--- room, for `width` characters (nil: no limit).
+local function layout(w, width)
+  local shown = { true, true, true, true, true, true }
+  local function others()     -- every shown column but NAME, with gaps
+    local u = 0
+    for c = 1, 6 do if shown[c] and c ~= 3 then u = u + w[c] + 2 end end
+    return u
+  end
+  if not width then return shown, math.huge end
+  for _, c in ipairs(DROP) do
+    if others() + MIN_NAME + 2 + MIN_COMMAND <= width then break end
+    shown[c] = false
+  end
+  if shown[3] then w[3] = math.min(w[3], width - others() - 2 - MIN_COMMAND) end
+  return shown, math.max(width - others() - (shown[3] and w[3] + 2 or 0), MIN_COMMAND)
+end
+
 --- The table: columns sized to their content, NAME at most 24 wide, the
---- COMMAND cut to what is left of `width` (nil: no limit).
+--- COMMAND cut to what is left of `width` (nil: no limit). Below the
+--- narrowest layout, lines are cut at `width` and not coloured.
 local function render(rows, all, width, color)
   local head = { "ID", "PID", "NAME", "STATUS", all and "DURATION" or "AGE", "RESTARTS", "COMMAND" }
   local w = {}
@@ -121,22 +145,25 @@ local function render(rows, all, width, color)
     for _, r in ipairs(rows) do w[c] = math.max(w[c], utf8.len(r[c]) or #r[c]) end
   end
   w[3] = math.min(w[3], 24)
-  local used = 0
-  for c = 1, 6 do used = used + w[c] + 2 end
-  local room = width and math.max(width - used, 8) or math.huge
+  local shown, room = layout(w, width)
+  local cut = width and w[1] + w[4] + 4 + MIN_COMMAND > width
+  color = color and not cut
   local out = {}
   local function line(r, is_head)
     local cells = {}
     for c = 1, 6 do
-      local s, n = fit(r[c], w[c])
-      local pad = (" "):rep(w[c] - n)
-      if color and c == 4 and not is_head and COLORS[r[4]] then
-        s = "\27[" .. COLORS[r[4]] .. "m" .. s .. "\27[0m"
+      if shown[c] then
+        local s, n = fit(r[c], w[c])
+        local pad = (" "):rep(w[c] - n)
+        if color and c == 4 and not is_head and COLORS[r[4]] then
+          s = "\27[" .. COLORS[r[4]] .. "m" .. s .. "\27[0m"
+        end
+        cells[#cells + 1] = (c == 2 or c == 5 or c == 6) and pad .. s or s .. pad
       end
-      cells[c] = (c == 2 or c == 5 or c == 6) and pad .. s or s .. pad
     end
-    cells[7] = fit(r[7], room)
+    cells[#cells + 1] = fit(r[7], room)
     local l = table.concat(cells, "  "):gsub("%s+$", "")
+    if cut then l = fit(l, width) end
     if color and is_head then l = "\27[1m" .. l .. "\27[0m" end
     out[#out + 1] = l
   end

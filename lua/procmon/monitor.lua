@@ -385,6 +385,7 @@ function Job:_start_run(level)
   if not p then return nil, err, code end
   local rec = self.record
   self.process, self.pid = p, p.pid
+  if #self._waiters > 0 then self:_hold(true) end
   rec.pid, rec.pgid = p.pid, p.pid
   rec.start_time = md.start_time(p.pid, before) or 0
   rec.status, rec.next_start_at = "running", nil
@@ -499,6 +500,16 @@ function Job:_finish(r, status)
   return err
 end
 
+--- While someone waits for the job, its current process keeps the loop
+--- alive, as a waited-on Process does (a detached one does not otherwise).
+local function hold_mark() end
+
+function Job:_hold(on)
+  local p = self.process
+  if not p or p:_result() ~= nil then return end
+  if on then p:_on_settle(hold_mark) else p:_off_settle(hold_mark) end
+end
+
 --- Waits for the job's end (all its restarts) and returns the last Result.
 --- With `timeout`: nil, msg, "ETIMEDOUT" when it passes (the job goes on).
 function Job:wait(timeout)
@@ -508,11 +519,18 @@ function Job:wait(timeout)
   if self._done then return self._result end
   return pm._await("wait", function(wake)
     table.insert(self._waiters, wake)
+    if #self._waiters == 1 then self:_hold(true) end
     if timeout then
       local t = core._timer(timeout, function()
         wake(nil, ("wait: timed out after %gs"):format(timeout), "ETIMEDOUT")
       end)
-      return function() t:stop() end
+      return function()
+        t:stop()
+        for i, w in ipairs(self._waiters) do
+          if w == wake then table.remove(self._waiters, i) break end
+        end
+        if #self._waiters == 0 then self:_hold(false) end
+      end
     end
   end)
 end
@@ -679,6 +697,10 @@ local function setup_log(mon, job, o, mopts)
   local path = log_path(mon, job.id, mopts.log)
   job._log_path = path
   if o.detached then
+    -- created here, 0600 as every log, before the child appends to it
+    local log, msg, code = md.log_open(path, mopts.log_max)
+    if not log then return nil, msg, code end
+    log:close()
     if o.stdout == nil then o.stdout = { file = path, append = true } end
     if o.stderr == nil then o.stderr = { file = path, append = true } end
     return true
