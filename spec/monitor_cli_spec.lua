@@ -219,6 +219,18 @@ describe("procrun", function()
       assert.matches("sent", out)
       assert.are.same({ "killed", "killed" }, { mon:get(id).status, mon:get(id).reason })
     end)
+
+    it("ends a job waiting to restart at once, not when its backoff is over", function()
+      local pol = require("procmon.policy").restart { max = 5, backoff = { initial = 60 } }
+      local p = assert(mon:spawn(H.cmd("exit", "1"), { policy = pol }))
+      assert.is_truthy(H.eventually(function() return mon:get(p.id).next_start_at end))
+      local out, err, rc = procrun({ "kill", p.id, "--dir", dir })
+      assert.are.equal(0, rc, err)
+      assert.matches("waiting to restart", out)
+      local r = p:wait(5)
+      assert.is_truthy(r, "the job was still waiting to restart")
+      assert.are.same({ "killed", "killed", 0 }, { mon:get(p.id).status, mon:get(p.id).reason, p.restarts })
+    end)
   end)
 
   describe("logs", function()

@@ -522,6 +522,24 @@ describe("monitor", function()
       assert.are.equal("completed exit", blines()[2])
     end)
 
+    it("replace of a detached run whose owner is gone records it killed, replaced", function()
+      local script = ([[
+        local m = require("procmon").monitor{ dir = %q }
+        print(assert(m:spawn({ %q, %q, "30" }, { detached = true, key = "k", replace = true })).id)]]
+      ):format(dir, H.lua, H.fixture("sleep"))
+      local out, code = H.sh(H.q(H.procrun) .. " -e " .. H.q(script))
+      assert.are.equal(0, code, out)
+      local old = assert(mon:get(out:match("%S+")))
+      assert.are.equal("running", old.status)
+      local b = assert(mon:spawn(H.cmd("sleep", "30"), { key = "k", replace = true }))
+      -- dead (a zombie until pid 1 reaps it: it was reparented)
+      assert.is_false(require("procmon.mondir").alive(old.pid, old.start_time))
+      local rec = mon:get(old.id)
+      assert.are.same({ "killed", "replaced" }, { rec.status, rec.reason })
+      b:kill()
+      b:wait()
+    end)
+
     it("limit works across two procrun processes", function()
       local a, alines = background("mon_keyed", dir, "db", "limit", "0.5")
       assert.is_truthy(H.eventually(function() return #alines() > 0 end, 5))

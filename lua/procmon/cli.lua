@@ -237,19 +237,12 @@ local function gone_within(rec, secs)
 end
 
 --- The owner is gone (a detached job): nobody else will record the end.
-local function record_kill(mon, rec, sig)
+--- Once the process is gone, reading the record records it (killed: the
+--- .stop marker says why).
+local function record_kill(mon, rec)
   local md = require "procmon.mondir"
   if rec.owner_pid and md.alive(rec.owner_pid, rec.owner_start_time or 0) then return end
-  if not gone_within(rec, 3) then return end
-  local now = require("procmon").time()
-  rec.status, rec.ended_at, rec.reason = "killed", now, "killed"
-  rec.signal = type(sig) == "string" and sig or nil
-  rec.expires_at = now + mon.ttl_done
-  local monitor = require "procmon.monitor"
-  if mon._d:write("done", rec.id, monitor._encode(rec), "create") then
-    mon._d:remove("running", rec.id)
-    mon._d:remove("running", rec.id, ".stop")
-  end
+  if gone_within(rec, 3) then mon:get(rec.id) end
 end
 
 --- procrun kill ID [SIGNAL] [--dir DIR]: signals the record's process
@@ -286,7 +279,7 @@ function commands.kill(args)
   end
   io.stdout:write(("sent %s to %s (pid %d and its group)\n"):format(
     type(sig) == "number" and tostring(sig) or "SIG" .. sig, rec.id, rec.pid))
-  if ending then record_kill(mon, rec, sig) end
+  if ending then record_kill(mon, rec) end
   return 0
 end
 

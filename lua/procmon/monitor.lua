@@ -139,15 +139,19 @@ function Monitor:_resolve(text, cls)
   return self:_mark_lost(rec)
 end
 
---- Records the end of a job whose process vanished: status lost. Another
---- process (or the owner) may record the end first; then that one stands.
+--- Records the end of a job whose process vanished: status lost, or, when
+--- its owner is gone and it was told to stop (`procrun kill`, a keyed
+--- replace), killed for that reason, as its owner would have recorded it.
+--- Another process (or the owner) may record the end first; then that one
+--- stands.
 function Monitor:_mark_lost(rec)
   local now = pm.time()
-  rec.status = "lost"
+  local owner = rec.owner_pid and md.alive(rec.owner_pid, rec.owner_start_time or 0)
+  local stop = not owner and self._d:read("running", rec.id, ".stop")
+  rec.status = stop and "killed" or "lost"
   rec.ended_at = now
   rec.expires_at = now + self.ttl_done
-  rec.reason = (rec.owner_pid and md.alive(rec.owner_pid, rec.owner_start_time or 0))
-    and "gone" or "owner_gone"
+  rec.reason = stop and stop:match("^%S+") or owner and "gone" or "owner_gone"
   local ok = self._d:write("done", rec.id, encode(rec), "create")
   self._d:remove("running", rec.id)
   if ok == false then
@@ -155,7 +159,7 @@ function Monitor:_mark_lost(rec)
     return text and decode(text) or rec
   end
   if ok then self._d:remove("running", rec.id, ".stop") end
-  return rec, ok and fire(self, "lost", rec)
+  return rec, ok and not stop and fire(self, "lost", rec) or nil
 end
 
 --- Scans the directory: the records (decoded, newest first) and the raw
@@ -430,16 +434,28 @@ function Job:_exited(r)
   return self:_finish(r, status)
 end
 
+-- A job waiting to restart looks for a stop marker (`procrun kill` from
+-- another process) this often, so that it ends at once, not after its
+-- backoff.
+local STOP_POLL = 0.25
+
 --- Writes the waiting record and arms the restart timer.
 function Job:_schedule_restart(delay, r)
   local rec = self.record
   rec.pid, rec.start_time, rec.next_start_at = nil, nil, pm.time() + delay
   rec.exit_code, rec.signal, rec.reason = r.code, r.signal, r.reason
   self.monitor._d:write("running", self.id, encode(rec))
-  self._timer = core._timer(delay, function()
+  local due = pm.clock() + delay
+  local function tick()
     self._timer = nil
-    reraise(self:_restart(delay, r))
-  end)
+    local left = due - pm.clock()
+    if left > 0 and not self.monitor._d:exists("running", self.id, ".stop") then
+      self._timer = core._timer(math.min(left, STOP_POLL), tick)
+    else
+      reraise(self:_restart(delay, r))
+    end
+  end
+  self._timer = core._timer(math.min(delay, STOP_POLL), tick)
 end
 
 --- The restart timer fired: start the next run (unless told to stop).
