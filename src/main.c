@@ -69,11 +69,35 @@ static long long now_ms(void) {
 /* Ends procrun without running more Lua: the children are stopped (at
 ** once after a second signal) and the exit status is 128+signal. */
 static void hard_stop(lua_State *L) {
+  if (phase == PHASE_CLOSE) _exit(128 + pending_signal);  /* stopped already */
   phase = PHASE_STOP;
   procmon_kill_children(L);
   fflush(stdout);
   fflush(stderr);
   _exit(128 + pending_signal);
+}
+
+/* The close is bounded as well: a finalizer still running CLEANUP_MS after
+** the signal (its children are stopped already) ends procrun. alarm(2) and
+** sigaction(2) may be called from a signal handler. */
+static void close_alarm_cb(int sig) {
+  (void)sig;
+  _exit(128 + pending_signal);
+}
+
+static void bound_close(void) {
+  struct sigaction sa;
+  long long left = CLEANUP_MS - (now_ms() - signal_ms);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = close_alarm_cb;
+  sigaction(SIGALRM, &sa, NULL);
+  alarm(left < 1000 ? 1 : (unsigned)((left + 999) / 1000));
+}
+
+/* Enters the close phase; a signal that came before bounds it from now. */
+static void start_close(void) {
+  phase = PHASE_CLOSE;
+  if (pending_signal) bound_close();
 }
 
 /*
@@ -109,6 +133,8 @@ static void on_signal(int sig) {
     uv_async_send(&wake);
   } else if (phase == PHASE_CLOSE && signal_count > 1) {
     _exit(128 + pending_signal);  /* e.g. a finalizer that never returns */
+  } else if (phase == PHASE_CLOSE) {
+    bound_close();
   }
   errno = saved_errno;
 }
@@ -236,7 +262,7 @@ static int exit_closing(lua_State *L) {
 static int os_exit_stopping(lua_State *L) {
   phase = PHASE_STOP;
   procmon_kill_children(L);
-  phase = PHASE_CLOSE;
+  start_close();
   if (lua_toboolean(L, 2)) return exit_closing(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
@@ -409,7 +435,7 @@ int main(int argc, char **argv) {
   }
   phase = PHASE_STOP;
   procmon_kill_children(L);
-  phase = PHASE_CLOSE;
+  start_close();
   procmon_close(L);
   uv_close((uv_handle_t *)&wake, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
