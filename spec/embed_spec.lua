@@ -20,6 +20,7 @@ describe("embedded in a C host", function()
     { "pidfd", "closes the pidfd of a detached child still alive at lua_close" },
     { "threads", "streams lines on two threads at once without mixing their bytes" },
     { "oom", "reports an allocation failure while building the Result as the wait's error" },
+    { "echild", "reports reason 'unknown', not exit 0, when the host ignores SIGCHLD (ECHILD)" },
   }
   for _, c in ipairs(cases) do
     it(c[2], function()

@@ -122,14 +122,25 @@ function M._unwind_tasks()
   end
 end
 
+--- Raises unless `self` is a Task (t.wait({}) is misuse, not a crash).
+local function check_task(self, fname)
+  if getmetatable(self) ~= Task then
+    error(("bad argument #1 to '%s' (procmon.Task expected, got %s)"):format(fname, type(self)), 3)
+  end
+end
+
 --- Waits for the task and returns what its function returned.
 function Task:wait()
+  check_task(self, "wait")
   check_interrupted(1)
   if self._done then return unpack(self._results or {}, 1, self._results and self._results.n or 0) end
   return await("wait", function(wake) self._waiters[#self._waiters + 1] = wake end)
 end
 
-function Task:done() return self._done == true end
+function Task:done()
+  check_task(self, "done")
+  return self._done == true
+end
 
 local function check_seconds(v, n, fname)
   if v ~= nil and (type(v) ~= "number" or v < 0 or v ~= v) then
@@ -212,8 +223,22 @@ end
 --- child that does not read, waits for it to read (yielding in a task,
 --- running the loop elsewhere); in a plain callback, where it cannot wait,
 --- returns nil, msg, "EAGAIN" instead. nil, msg, "EPIPE" once it is gone.
+--- self:_write(data), whose misuse (a closed stdin...) raises at the line
+--- that called p:write.
+local function write_once(self, data)
+  local ok, a, b, c = pcall(self._write, self, data)
+  if ok then return a, b, c end
+  if type(a) ~= "string" then error(a, 0) end
+  error((a:gsub("^%[procmon%][^:]*:%d+: ", "")), 3)
+end
+
 function Process:write(data)
-  local ok, err, code = self:_write(data)
+  check_process(self, "write")
+  local t = type(data)
+  if t ~= "string" and t ~= "number" then
+    error(("bad argument #1 to 'write' (string expected, got %s)"):format(t), 2)
+  end
+  local ok, err, code = write_once(self, data)
   while ok == false do
     if not tasks[co_running()] and core._in_callback() then
       return nil, "write: the child's stdin queue is full (it does not read)", "EAGAIN"
@@ -221,7 +246,7 @@ function Process:write(data)
     await("write", function(wake)
       if not self:_on_drain(function() wake() end) then wake() end
     end)
-    ok, err, code = self:_write(data)
+    ok, err, code = write_once(self, data)
   end
   return ok, err, code
 end

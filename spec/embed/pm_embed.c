@@ -11,6 +11,8 @@
 **            cleanly (the child is killed and reaped) and nothing hangs
 **   oom      an allocation failure while the Result is built is an error
 **            of the wait, and the loop stays usable
+**   echild   the host ignores SIGCHLD after procmon started (children are
+**            reaped by the kernel): the exit status is unknown, never 0
 */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -238,14 +240,35 @@ static int case_oom(void) {
   return st;
 }
 
+/* {=== echild: the host ignores SIGCHLD after procmon started ===} */
+
+static int l_ignore_sigchld(lua_State *L) {
+  (void)L;
+  signal(SIGCHLD, SIG_IGN);
+  return 0;
+}
+
+static int case_echild(void) {
+  lua_State *L = new_state(NULL);
+  int st;
+  lua_register(L, "ignore_sigchld", l_ignore_sigchld);
+  st = run(L, "local pm = require 'procmon'\n"
+              "ignore_sigchld()\n"
+              "local r = assert(pm.run({ 'sh', '-c', 'exit 3' }))\n"
+              "assert(r.reason == 'unknown' and r.code == nil and r.ok == false,\n"
+              "  'reason ' .. tostring(r.reason) .. ', code ' .. tostring(r.code))\n");
+  procmon_close(L);
+  return st;
+}
+
 int main(int argc, char **argv) {
   static const struct { const char *name; int (*fn)(void); } cases[] = {
     {"foreign", case_foreign}, {"pidfd", case_pidfd}, {"threads", case_threads},
-    {"fault", case_fault}, {"oom", case_oom}, {NULL, NULL}
+    {"fault", case_fault}, {"oom", case_oom}, {"echild", case_echild}, {NULL, NULL}
   };
   alarm(60);  /* a hang is a failure */
   for (int i = 0; argc > 1 && cases[i].name; i++)
     if (strcmp(argv[1], cases[i].name) == 0) return cases[i].fn();
-  fputs("usage: pm_embed foreign|pidfd|threads|fault|oom\n", stderr);
+  fputs("usage: pm_embed foreign|pidfd|threads|fault|oom|echild\n", stderr);
   return 2;
 }
