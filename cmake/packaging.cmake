@@ -11,7 +11,9 @@
 option(PM_DEB "Install the files Debian policy asks of a .deb (make deb sets it)" OFF)
 set(PM_MAINTAINER "procrun maintainers <maintainers@users.noreply.b-seed-7f98591a.example>")
 
-# The one version number reaches the page's header here.
+# The one version number reaches the page's header here, with the date of
+# the build (SOURCE_DATE_EPOCH when set: reproducible).
+string(TIMESTAMP PM_MAN_DATE "%Y-%m-%d" UTC)
 configure_file(doc/procrun.1 ${CMAKE_BINARY_DIR}/procrun.1 @ONLY)
 
 if(PM_DEB)

@@ -179,6 +179,21 @@ describe("the man page", function()
       assert.truthy(page:find("\n.B " .. var .. "\n", 1, true), var)
     end
   end)
+
+  it("documents every variable the code reads (but PATH), in ENVIRONMENT", function()
+    local env = assert(page:match("\n%.SH ENVIRONMENT\n(.-)\n%.SH "))
+    local files = sh("ls " .. q(root) .. "/lua/procmon/*.lua " .. q(root) .. "/src/*.c").stdout
+    local seen = 0
+    for file in files:gmatch("[^\n]+") do
+      for var in H.read_file(file):gmatch('getenv%("([%u%d_]+)"%)') do
+        seen = seen + 1
+        if var ~= "PATH" then
+          assert.truthy(env:find("%f[%w_]" .. var .. "%f[^%w_]"), var .. " (read in " .. file .. ")")
+        end
+      end
+    end
+    assert.is_true(seen >= 5)
+  end)
 end)
 
 describe("the bash completion", function()
@@ -304,6 +319,24 @@ describe("the zsh completion", function()
     ]] }, { cwd = root, timeout = 60, env = { HOME = H.tmpdir() } }))
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal("_procrun\n", r.stdout)
+  end)
+
+  it("asks procrun ps for the ids of the --dir given on the line", function()
+    -- _procrun_ids out of its completion context: the procrun being
+    -- completed is a function that answers ps with its own arguments as
+    -- the one id, and _describe prints what it is given
+    local r = assert(pm.run({ "zsh", "-f", "-c", [=[
+      _files() { : }
+      source completions/_procrun
+      fake() { if [[ $1 == ps ]]; then print -r -- "[{\"id\":\"$*\"}]"; else "$PROCRUN" "$@"; fi }
+      _describe() { print -rl -- "${(@P)4}" }
+      typeset -A opt_args
+      words=(fake kill)
+      opt_args[--dir]='~/mon'
+      _procrun_ids --all
+    ]=] }, { cwd = root, timeout = 60, env = { HOME = "/home/x", PROCRUN = H.procrun } }))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("ps --json --dir /home/x/mon --all\n", r.stdout)
   end)
 end)
 
