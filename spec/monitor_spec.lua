@@ -226,6 +226,25 @@ describe("monitor", function()
         "bad argument #1 to 'on' (unknown event 'stop')")
     end)
 
+    it("raise policy misuse, unknown options included, at the caller's line", function()
+      local function where(f, pattern)
+        local line = debug.getinfo(f, "S").linedefined
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        assert.matches("^[^:]*monitor_spec%.lua:" .. line .. ": " .. pattern, err)
+      end
+      where(function() policy.restart { nope = 1 } end, "bad argument #1 to 'restart' %(unknown option 'nope'%)")
+      where(function() policy.restart { backoff = { inital = 1 } } end,
+        "bad argument #1 to 'restart' %(unknown option 'backoff.inital'%)")
+      where(function() policy.restart { max = -1 } end, "bad argument #1 to 'restart' %('max' must be")
+      where(function() policy.keyed { key = "k", replce = true } end,
+        "bad argument #1 to 'keyed' %(unknown option 'replce'%)")
+      where(function() mon:spawn(H.cmd("exit"), { key = "k", limit = 0 }) end,
+        "bad argument #2 to 'spawn' %(option 'limit'")
+      where(function() mon:spawn(H.cmd("exit"), { key = "k", limit = 2, replace = true }) end,
+        "bad argument #2 to 'spawn' %(options 'replace' and 'limit' exclude each other%)")
+    end)
+
     it("return fail for a command that does not exist, with no record", function()
       local p, msg, code = mon:spawn({ "/no/such/cmd" })
       assert.is_nil(p)

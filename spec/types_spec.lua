@@ -42,6 +42,7 @@ local function parse(classes, path)
     if cname then
       current = cname
       classes[cname] = classes[cname] or { fields = {}, members = {}, maybe_nil = {}, file = path }
+      classes[cname].parent = line:match("^%-%-%-@class [%w_.]+: ([%w_.]+)")
     end
     local field = line:match("^%-%-%-@field ([%w_]+)")
     if field then
@@ -201,6 +202,33 @@ describe("the LuaLS type definitions", function()
     for opt in pairs(real) do
       local ok, err = pcall(pm.spawn, { "true" }, { [opt] = coroutine.create(print) })
       assert(ok or not tostring(err):find("unknown option", 1, true), opt)
+    end
+  end)
+
+  it("name exactly the options every other function accepts (the code's own tables)", function()
+    -- { file, the table of option names in it, the class declaring them,
+    --   whether the class's parent's fields count too }
+    local tables = {
+      { "api.lua", "run_all_options", "procmon.RunAllOptions" },
+      { "cache.lua", "open_options", "procmon.CacheOptions" },
+      { "monitor.lua", "MON_OPTS", "procmon.MonitorOptions" },
+      { "monitor.lua", "MON_SPAWN_OPTS", "procmon.MonitorSpawnOptions" },
+      { "session.lua", "read_options", "procmon.ReadOptions" },
+      { "session.lua", "tracker_options", "procmon.TrackerOptions" },
+      { "hook.lua", "run_options", "procmon.HookRunOptions", true },
+      { "statusline.lua", "run_options", "procmon.StatuslineOptions", true },
+      { "policy.lua", "RESTART_OPTIONS", "procmon.RestartOptions" },
+      { "policy.lua", "KEYED_OPTIONS", "procmon.KeyedOptions" },
+    }
+    for _, t in ipairs(tables) do
+      local src = H.read_file(H.root .. "/lua/procmon/" .. t[1])
+      local list = assert(src:match("\nlocal " .. t[2] .. " = (%b{})"), t[2] .. " in " .. t[1])
+      local real = {}
+      for opt in list:gmatch("([%w_]+) = true") do real[opt] = true end
+      local c, declared = class(t[3]), {}
+      for f in pairs(c.fields) do declared[f] = true end
+      if t[4] then for f in pairs(class(c.parent).fields) do declared[f] = true end end
+      same_names(t[3], declared, real)
     end
   end)
 

@@ -333,9 +333,11 @@ function Cache:__tostring()
     self._store and "" or " (closed)")
 end
 
+local open_options = { dir = true, durable = true }
+
 local function check_options(opts)
   for k in pairs(opts) do
-    if k ~= "dir" and k ~= "durable" then
+    if not open_options[k] then
       arg_error(2, "open", ("unknown option '%s'"):format(tostring(k)))
     end
   end

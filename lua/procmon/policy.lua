@@ -22,17 +22,33 @@ local md = require "procmon.mondir"
 
 local M = {}
 
-local function arg_error(fname, msg)
-  error(("bad argument #1 to '%s' (%s)"):format(fname, msg), 4)
+--- Misuse raises at the line that called the policy's constructor;
+--- `depth` counts the helpers between that constructor and this function.
+local function arg_error(fname, msg, depth)
+  error(("bad argument #1 to '%s' (%s)"):format(fname, msg), 3 + (depth or 0))
 end
 
 local function check_num(fname, name, v, default, integer)
   if v == nil then return default end
   if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge and integer
     or (integer and math.type(v) ~= "integer") then
-    arg_error(fname, ("'%s' must be a non-negative %s"):format(name, integer and "integer" or "number"))
+    arg_error(fname, ("'%s' must be a non-negative %s"):format(name, integer and "integer" or "number"), 1)
   end
   return v
+end
+
+-- The options each constructor takes (types/library declares the same:
+-- spec/types_spec.lua compares them).
+local RESTART_OPTIONS = { max = true, when = true, backoff = true }
+local BACKOFF_OPTIONS = { initial = true, factor = true, max = true }
+local KEYED_OPTIONS = { key = true, replace = true, limit = true, grace = true }
+
+local function check_options(fname, opts, known, prefix)
+  for k in pairs(opts) do
+    if not known[k] then
+      arg_error(fname, ("unknown option '%s%s'"):format(prefix or "", tostring(k)), 1)
+    end
+  end
 end
 
 -- {=== restart ===}
@@ -61,17 +77,14 @@ end
 function M.restart(opts)
   if opts ~= nil and type(opts) ~= "table" then arg_error("restart", "table expected") end
   opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "max" and k ~= "when" and k ~= "backoff" then
-      arg_error("restart", "unknown option '" .. tostring(k) .. "'")
-    end
-  end
+  check_options("restart", opts, RESTART_OPTIONS)
   local when = opts.when or "failure"
   if when ~= "failure" and when ~= "always" then
     arg_error("restart", "'when' must be \"failure\" or \"always\"")
   end
   local b = opts.backoff or {}
   if type(b) ~= "table" then arg_error("restart", "'backoff' must be a table") end
+  check_options("restart", b, BACKOFF_OPTIONS, "backoff.")
   local backoff = {
     initial = check_num("restart", "backoff.initial", b.initial, 1),
     factor = check_num("restart", "backoff.factor", b.factor, 2),
@@ -156,6 +169,7 @@ end
 --- Checking and starting happen under the directory's lock.
 function M.keyed(opts)
   if type(opts) ~= "table" then arg_error("keyed", "table expected") end
+  check_options("keyed", opts, KEYED_OPTIONS)
   if type(opts.key) ~= "string" then arg_error("keyed", "'key' must be a string") end
   if opts.replace ~= nil and type(opts.replace) ~= "boolean" then
     arg_error("keyed", "'replace' must be a boolean")
