@@ -215,6 +215,26 @@ describe("monitor", function()
       H.kill_group(pid)
     end)
 
+    it("stop keeping the loop alive when a wait on a detached one ended in an error", function()
+      local script = ([[
+        local pm = require "procmon"
+        local m = pm.monitor{ dir = %q }
+        local q = assert(m:spawn({ %q, %q, "60" }, { detached = true }))
+        print(q.pid)
+        io.stdout:flush()
+        m:spawn({ "true" }, { on_exit = function() error("boom") end })
+        assert(not pcall(q.wait, q))
+        m:spawn({ "true" }, { on_exit = function() error("boom") end })
+        assert(not pcall(q.wait, q, 30))
+        io.write(#q._waiters, "\n")]]):format(dir, H.lua, H.fixture("sleep"))
+      local r = assert(pm.run({ H.procrun, "-e", script }, { timeout = 15 }))
+      local pid = tonumber(r.stdout:match("%d+"))
+      H.kill_group(pid)
+      assert.is_number(pid, r.stderr)
+      assert.are.equal("exit", r.reason, "the failed wait kept the loop alive")
+      assert.are.same({ 0, "0" }, { r.code, r.stdout:match("\n(%d+)\n$") }, r.stderr)
+    end)
+
     it("raise misuse at the caller's line", function()
       assert.has_error(function() mon:spawn(H.cmd("exit"), { tiemout = 1 }) end,
         "bad argument #2 to 'spawn' (unknown option 'tiemout')")

@@ -354,6 +354,28 @@ describe("process", function()
       assert.are.equal(0, r.code, r.stderr)
     end)
 
+    it("stops keeping the loop alive when a wait on it ended in an error", function()
+      -- another child's on_exit raises inside the wait: the wait is over,
+      -- and nobody waits for the detached child any more
+      local code = [[
+        local pm = require "procmon"
+        local p = assert(pm.spawn({ "sleep", "60" }, { detached = true }))
+        print(p.pid)
+        io.stdout:flush()
+        pm.spawn({ "true" }, { on_exit = function() error("boom") end })
+        assert(not pcall(p.wait, p))
+        pm.spawn({ "true" }, { on_exit = function() error("boom") end })
+        assert(not pcall(p.wait, p, 30))
+        pm.loop()
+      ]]
+      local r = assert(pm.run({ H.lua, "-e", code }, { timeout = 15 }))
+      local pid = tonumber(r.stdout:match("%d+"))
+      H.kill_group(pid)
+      assert.is_number(pid, r.stderr)
+      assert.are.equal("exit", r.reason, "the failed wait kept the loop alive")
+      assert.are.equal(0, r.code, r.stderr)
+    end)
+
     it("refuses pipes", function()
       assert.error_matches(function() pm.spawn(H.cmd("echo"), { detached = true, stdout = "pipe" }) end,
         "detached process takes only")

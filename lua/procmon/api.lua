@@ -51,7 +51,9 @@ end
 
 --- Blocks until `register(wake)` has `wake(...)` called: in a task by
 --- yielding to the loop, elsewhere by running the loop. `register` may
---- return a cancel function, called once woken.
+--- return a cancel function, called once woken, and also when the wait
+--- ends in an error (a callback's, raised by the loop): a wait that is
+--- over leaves no waiter behind.
 ---@return any ...
 local function await(what, register)
   check_interrupted(1)  -- once the host was signalled, no call blocks
@@ -78,10 +80,10 @@ local function await(what, register)
   end
   local res
   local cancel = register(function(...) if not res then res = pack(...) end end)
+  local _ <close> = cancel and setmetatable({}, { __close = function() cancel() end })
   while not res do
     if not core._run_once() and not res then error(what .. ": nothing left to wait for", 3) end
   end
-  if cancel then cancel() end
   return unpack(res, 1, res.n)
 end
 M._await = await

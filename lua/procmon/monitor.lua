@@ -536,17 +536,17 @@ function Job:wait(timeout)
   return pm._await("wait", function(wake)
     table.insert(self._waiters, wake)
     if #self._waiters == 1 then self:_hold(true) end
-    if timeout then
-      local t = core._timer(timeout, function()
-        wake(nil, ("wait: timed out after %gs"):format(timeout), "ETIMEDOUT")
-      end)
-      return function()
-        t:stop()
-        for i, w in ipairs(self._waiters) do
-          if w == wake then table.remove(self._waiters, i) break end
-        end
-        if #self._waiters == 0 then self:_hold(false) end
+    local t = timeout and core._timer(timeout, function()
+      wake(nil, ("wait: timed out after %gs"):format(timeout), "ETIMEDOUT")
+    end)
+    -- Called once woken, or when the wait ended in an error: a wait that
+    -- is over leaves no waiter, and no hold on a detached process.
+    return function()
+      if t then t:stop() end
+      for i, w in ipairs(self._waiters) do
+        if w == wake then table.remove(self._waiters, i) break end
       end
+      if #self._waiters == 0 then self:_hold(false) end
     end
   end)
 end
