@@ -334,9 +334,13 @@ describe("the zsh completion", function()
       words=(fake kill)
       opt_args[--dir]='~/mon'
       _procrun_ids --all
+      opt_args[--dir]="'/x/g[1] (e:touch /tmp/pwned:)'"
+      _procrun_ids
     ]=] }, { cwd = root, timeout = 60, env = { HOME = "/home/x", PROCRUN = H.procrun } }))
     assert.are.equal(0, r.code, r.stderr)
-    assert.are.equal("ps --json --dir /home/x/mon --all\n", r.stdout)
+    -- the second one literally: no glob, no glob qualifier run
+    assert.are.equal("ps --json --dir /home/x/mon --all\nps --json --dir /x/g[1] (e:touch /tmp/pwned:)\n",
+      r.stdout)
   end)
 end)
 
