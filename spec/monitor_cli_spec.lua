@@ -78,6 +78,24 @@ describe("procrun", function()
       p:wait()
     end)
 
+    it("measures in terminal cells, shows no control characters, ignores a bad COLUMNS", function()
+      local sl = require "procmon.statusline"
+      local p = assert(mon:spawn(H.cmd("sleep", "30", "\27[2J"), { name = "データベース移行ジョブ\27[31m" }))
+      for _, cols in ipairs({ 80, 50, 40 }) do
+        local out, err, code = procrun({ "ps", "--dir", dir }, { COLUMNS = tostring(cols) })
+        assert.are.equal(0, code, err)
+        assert.is_nil(out:find("\27", 1, true), out)
+        for l in out:gmatch("[^\n]+") do assert.is_true(sl.width(l) <= cols, cols .. ": " .. l) end
+      end
+      for _, bad in ipairs({ "60.5", "0", "-3", "x" }) do
+        local out, err, code = procrun({ "ps", "--dir", dir }, { COLUMNS = bad })
+        assert.are.equal(0, code, err)
+        assert.matches("データベース移行ジョブ", out)  -- not a terminal: nothing cut
+      end
+      p:kill()
+      p:wait()
+    end)
+
     it("--json prints the records as one array", function()
       local a = mon:run(H.cmd("exit", "0"), { name = "a" })
       local b = assert(mon:spawn(H.cmd("sleep", "30"), { name = "b" }))

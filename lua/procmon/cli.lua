@@ -95,20 +95,25 @@ local function command_line(cmd)
 end
 M._command_line = command_line
 
---- Characters (not bytes) of s, cut to n with an ellipsis.
+--- s cut to n terminal cells with an ellipsis (wide characters count 2),
+--- and the cells it takes.
 local function fit(s, n)
-  local len = utf8.len(s) or #s
-  if len <= n then return s, len end
+  local sl = require "procmon.statusline"
+  local w = sl.width(s)
+  if w <= n then return s, w end
   if n <= 0 then return "", 0 end
-  local cut = utf8.len(s) and (utf8.offset(s, n) or #s + 1) - 1 or n - 1
-  return s:sub(1, cut) .. "…", n
+  s = sl.truncate(s, n)
+  return s, sl.width(s)
 end
 
+--- A row of the table: text from records, made safe for a terminal (no
+--- control characters, valid UTF-8).
 local function row_of(rec, now)
+  local clean = require("procmon.statusline").clean
   local t = rec.status == "running" and now - (rec.started_at or now)
     or (rec.ended_at or now) - (rec.started_at or now)
-  return { rec.id or "?", rec.pid and tostring(rec.pid) or "-", rec.name or "-",
-    rec.status or "?", human(t), tostring(rec.restarts or 0), command_line(rec.cmd) }
+  return { clean(rec.id or "?"), rec.pid and tostring(rec.pid) or "-", clean(rec.name or "-"),
+    clean(rec.status or "?"), human(t), tostring(rec.restarts or 0), clean(command_line(rec.cmd)) }
 end
 
 -- A narrow terminal loses columns in this order; ID, STATUS and at least
@@ -139,10 +144,11 @@ end
 --- narrowest layout, lines are cut at `width` and not coloured.
 local function render(rows, all, width, color)
   local head = { "ID", "PID", "NAME", "STATUS", all and "DURATION" or "AGE", "RESTARTS", "COMMAND" }
+  local cells = require("procmon.statusline").width
   local w = {}
   for c = 1, 6 do
-    w[c] = utf8.len(head[c])
-    for _, r in ipairs(rows) do w[c] = math.max(w[c], utf8.len(r[c]) or #r[c]) end
+    w[c] = #head[c]
+    for _, r in ipairs(rows) do w[c] = math.max(w[c], cells(r[c])) end
   end
   w[3] = math.min(w[3], 24)
   local shown, room = layout(w, width)
@@ -205,7 +211,8 @@ function commands.ps(args)
   local now, rows = require("procmon").time(), {}
   for i, rec in ipairs(recs) do rows[i] = row_of(rec, now) end
   local is_tty, width = require("procmon.mondir").tty(1)
-  width = tonumber(os.getenv("COLUMNS") or "") or (is_tty and width or nil)
+  local cols = math.tointeger(tonumber(os.getenv("COLUMNS") or ""))
+  width = cols and cols > 0 and cols or (is_tty and width or nil)
   io.stdout:write(render(rows, all, width, use_color(is_tty)))
   return 0
 end
