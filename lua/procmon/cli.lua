@@ -267,7 +267,10 @@ function commands.kill(args)
   end
   local sig = parse_signal(pos[2])
   local ending = ENDING[sig]
-  if ending then mon._d:write("running", rec.id, "killed", nil, ".stop") end
+  -- the marker: do not restart, and why ("killed SIGTERM": the signal is
+  -- recorded if nobody else records the end)
+  local why = type(sig) == "string" and "killed SIG" .. sig or "killed"
+  if ending then mon._d:write("running", rec.id, why, nil, ".stop") end
   if not rec.pid then
     if not ending then return fail("kill", rec.id .. " has no process now (waiting to restart)") end
     io.stdout:write(("stopped %s (it was waiting to restart)\n"):format(rec.id))

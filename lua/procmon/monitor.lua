@@ -151,7 +151,8 @@ function Monitor:_mark_lost(rec)
   rec.status = stop and "killed" or "lost"
   rec.ended_at = now
   rec.expires_at = now + self.ttl_done
-  rec.reason = stop and stop:match("^%S+") or owner and "gone" or "owner_gone"
+  rec.reason = stop and (stop:match("^%S+") or "killed") or owner and "gone" or "owner_gone"
+  if stop then rec.signal = stop:match(" SIG(%u[%u%d+]*)") or rec.signal end
   local ok = self._d:write("done", rec.id, encode(rec), "create")
   self._d:remove("running", rec.id)
   if ok == false then
