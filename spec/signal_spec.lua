@@ -347,6 +347,23 @@ describe("signals to procrun", function()
       assert_children_gone(run)
     end)
 
+    it("bounds it even with SIGALRM blocked, and keeps what the script printed", function()
+      local wrapper = dir .. "/alarm-blocked"
+      local f = assert(io.open(wrapper, "w"))
+      f:write("#!/bin/sh\nexec perl -MPOSIX -e 'sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGALRM));",
+        " exec @ARGV or die' ", H.q(H.procrun), ' "$@"\n')
+      f:close()
+      assert.is_true(os.execute("chmod +x " .. H.q(wrapper)))
+      local run = start('io.write("printed before the close")\n' .. SLOW_GC:format("math.huge"), wrapper)
+      finally(function() cleanup(run) end)
+      assert.is_true(said(run, "in __gc"), run.stderr())
+      run.p:kill("TERM")
+      local r = run.p:wait(20)
+      assert.is_truthy(r, "one signal did not end the finalizer (SIGALRM blocked)")
+      assert.are.equal(143, r.code, run.stderr())
+      assert.are.equal("printed before the close", r.stdout)
+    end)
+
     it("ends a finalizer that never returns at the second signal", function()
       local run = start(SLOW_GC:format("math.huge"))
       finally(function() cleanup(run) end)

@@ -78,24 +78,34 @@ static void hard_stop(lua_State *L) {
 }
 
 /* The close is bounded as well: a finalizer still running CLEANUP_MS after
-** the signal (its children are stopped already) ends procrun. alarm(2) and
-** sigaction(2) may be called from a signal handler. */
+** the signal (its children are stopped already) ends procrun. alarm(2) may
+** be called from a signal handler. An alarm that was not ours (one set
+** before an exec survives it) is ignored. */
 static void close_alarm_cb(int sig) {
   (void)sig;
-  _exit(128 + pending_signal);
+  if (pending_signal) _exit(128 + pending_signal);
 }
 
 static void bound_close(void) {
-  struct sigaction sa;
   long long left = CLEANUP_MS - (now_ms() - signal_ms);
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = close_alarm_cb;
-  sigaction(SIGALRM, &sa, NULL);
   alarm(left < 1000 ? 1 : (unsigned)((left + 999) / 1000));
 }
 
-/* Enters the close phase; a signal that came before bounds it from now. */
+/* Enters the close phase; a signal that came before bounds it from now.
+** What the script printed is flushed first (the bound exits with _exit),
+** and SIGALRM is caught and unblocked (a mask inherited through exec
+** would disable the bound). */
 static void start_close(void) {
+  struct sigaction sa;
+  sigset_t alrm;
+  fflush(stdout);
+  fflush(stderr);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = close_alarm_cb;
+  sigaction(SIGALRM, &sa, NULL);
+  sigemptyset(&alrm);
+  sigaddset(&alrm, SIGALRM);
+  sigprocmask(SIG_UNBLOCK, &alrm, NULL);
   phase = PHASE_CLOSE;
   if (pending_signal) bound_close();
 }
