@@ -98,12 +98,7 @@ describe("errors", function()
     end
 
     it("at the caller's line, through run, run_all and wait too", function()
-      local function where(f)
-        local line = debug.getinfo(f, "S").linedefined
-        local ok, err = pcall(f)
-        assert.is_false(ok)
-        assert.matches("^[^:]*errors_spec%.lua:" .. line .. ": bad argument", err)
-      end
+      local function where(f) H.raises_at(f, "bad argument") end
       where(function() pm.run({ "true" }, { tiemout = 1 }) end)
       where(function() pm.run_all({ { { "true" }, { tiemout = 1 } } }) end)
       where(function() pm.run_all({}, { concurency = 2 }) end)
@@ -115,12 +110,7 @@ describe("errors", function()
     end)
 
     it("on write and on Task methods, named, at the caller's line", function()
-      local function where(f, pattern)
-        local line = debug.getinfo(f, "S").linedefined
-        local ok, err = pcall(f)
-        assert.is_false(ok)
-        assert.matches("^[^:]*errors_spec%.lua:" .. line .. ": " .. pattern, err)
-      end
+      local where = H.raises_at
       local p = assert(pm.spawn(H.cmd("cat"), { stdin = "pipe" }))
       where(function() p:write({}) end, "bad argument #1 to 'write' %(string expected, got table%)")
       where(function() p.write({}, "x") end, "bad argument #1 to 'write' %(procmon.Process expected")

@@ -74,6 +74,16 @@ function H.kill_group(pgid)
   if pgid then os.execute("kill -KILL -" .. pgid .. " 2>/dev/null") end
 end
 
+--- Asserts that f() raises a message matching `pattern`, positioned at the
+--- line where f is written (misuse is reported at the caller's line).
+function H.raises_at(f, pattern)
+  local info = debug.getinfo(f, "S")
+  local ok, err = pcall(f)
+  assert.is_false(ok, "no error")
+  local file = info.short_src:match("[^/]*$"):gsub("%p", "%%%0")
+  assert.matches("^[^:]*" .. file .. ":" .. info.linedefined .. ": " .. pattern, tostring(err))
+end
+
 --- Polls fn() until true or `timeout` seconds pass; returns fn()'s last value.
 function H.eventually(fn, timeout)
   local deadline = pm.time() + (timeout or 3)

@@ -247,12 +247,7 @@ describe("monitor", function()
     end)
 
     it("raise policy misuse, unknown options included, at the caller's line", function()
-      local function where(f, pattern)
-        local line = debug.getinfo(f, "S").linedefined
-        local ok, err = pcall(f)
-        assert.is_false(ok)
-        assert.matches("^[^:]*monitor_spec%.lua:" .. line .. ": " .. pattern, err)
-      end
+      local where = H.raises_at
       where(function() policy.restart { nope = 1 } end, "bad argument #1 to 'restart' %(unknown option 'nope'%)")
       where(function() policy.restart { backoff = { inital = 1 } } end,
         "bad argument #1 to 'restart' %(unknown option 'backoff.inital'%)")
